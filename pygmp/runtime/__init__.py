@@ -1,0 +1,77 @@
+"""pygmp.runtime: the scheduler's public controls (Go's runtime package).
+
+The modules beside this file are the runtime core (see ../HACKING.md):
+g (G, sudog), p (P, local runqueues), proc (sched, M, schedule, park/ready,
+stealing, gomaxprocs, checkdead), chan (channels, select), timers, sema,
+sysmon, park (idle wait), netpoll, stack, panic, cpu.
+"""
+
+import threading as _threading
+
+from . import proc as _proc
+from .cpu import num_cpu
+from .panic import PanicError, Goexit as _Goexit
+from .stack import current_text as _current_text, format_all as _format_all
+
+__all__ = ["gomaxprocs", "num_cpu", "num_goroutine", "gosched", "goexit",
+           "lock_os_thread", "unlock_os_thread", "go_locked", "stack",
+           "set_max_threads", "PanicError"]
+
+gomaxprocs = _proc.gomaxprocs
+num_goroutine = _proc.num_goroutine
+
+
+def gosched():
+    """Yield the processor to other runnable goroutines; returns at once if none."""
+    _proc.gosched()
+
+
+def goexit():
+    """End the calling goroutine, running its finally blocks.  In the main
+    goroutine, the program goes on until the other goroutines end (Go)."""
+    if _proc._sched is None:
+        _proc.start()           # installs the hook that handles Goexit in main
+    raise _Goexit()
+
+
+def lock_os_thread():
+    """Pin the calling goroutine to its OS thread (reference-counted).  A pygmp
+    goroutine never leaves its thread anyway; other goroutines homed on the same
+    worker may still run there: use go_locked() for an exclusive thread."""
+    g = _proc.getg()
+    if g is not None:
+        g.lockedcount += 1
+
+
+def unlock_os_thread():
+    g = _proc.getg()
+    if g is not None and g.lockedcount > 0:
+        g.lockedcount -= 1
+
+
+def go_locked(fn, *args, **kwargs):
+    """Start ``fn`` as a goroutine on a dedicated new OS thread that runs nothing
+    else and ends with it (Go's LockOSThread at the top of a goroutine)."""
+    if not callable(fn):
+        raise TypeError("go_locked: fn must be callable, not %s" % type(fn).__name__)
+    _proc.go_locked(fn, args, kwargs)
+
+
+def stack(all=False):
+    """The current goroutine's stack (or every goroutine's) in Go's format."""
+    if all:
+        return _format_all(3)
+    return _current_text()
+
+
+def set_max_threads(n):
+    """Set the limit on OS threads the runtime may create; returns the previous one."""
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError("set_max_threads: n must be an int")
+    if n < 1:
+        raise ValueError("set_max_threads: n must be >= 1")
+    s = _proc._sched or _proc.start()
+    with s.lock:
+        prev = s.maxthreads
+        s.maxthreads = n
+    return prev

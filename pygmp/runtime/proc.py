@@ -1,0 +1,915 @@
+"""The scheduler (Go's proc.go): M, sched, newproc, schedule/findrunnable,
+gopark/goready, work stealing, wakep, gomaxprocs and checkdead.
+
+Invariants are written down in ../HACKING.md; the short version:
+
+* A P's worker thread is the only thread that runs that P's Gs.  A G is homed on
+  the P that first ran it and is always readied onto that P.
+* ``gopark`` runs on the parking G's own thread.  The G has already published
+  itself (a sudog on a channel queue, a timer, a semaphore waiter) under the lock
+  that guards that structure and set ``status = _Gwaiting`` before releasing it.
+  A waker removes the waiter under the same lock, so each park is readied at most
+  once; ``goready`` only enqueues.  If the waker is fast and the G is dequeued by
+  its own thread before it switched away, it simply continues.
+* No Python user code runs while a runtime lock is held.
+"""
+
+import collections
+import contextvars
+import os
+import random
+import sys
+import threading
+import time
+
+from greenlet import greenlet, getcurrent, GreenletExit
+
+from . import panic as _panic
+from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
+from .p import (P, runqput_remote, runqsteal_movable, runqgrab_movable,
+                RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead)
+
+_monotonic = time.monotonic
+_copy_context = contextvars.copy_context
+_getframe = sys._getframe
+_get_ident = threading.get_ident
+
+GFREE_MAX = 256            # per-P cache of finished greenlets
+GLOBRUNQ_BATCH_MAX = 128
+GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
+FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
+
+
+class M:
+    """An OS thread the runtime knows: a P's worker, or a thread G's thread."""
+    __slots__ = ("kind", "p", "tg", "ident")
+
+    def __init__(self, kind, p=None, tg=None):
+        self.kind = kind       # "worker", "m0", "thread", "locked"
+        self.p = p
+        self.tg = tg           # thread G (m0 / plain / locked threads)
+        self.ident = _get_ident()
+
+
+class Sched:
+    """Global scheduler state (Go's schedt).  Everything here is guarded by ``lock``
+    unless noted."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.runq = collections.deque()      # global runqueue: movable Gs only
+        self.pidle = []                      # idle Ps (not draining)
+        self.nspinning = 0
+        self.nidle = 0                       # Ps in their idle wait, draining ones too
+        self.allp = []                       # copy-on-write: replaced, never mutated
+        self.goidgen = 1                     # goid 1 is the main goroutine
+        self.ngdelta = 0                     # goroutines created/exited off any P, or by retired Ps
+        self.maing = None
+        self.threadgs = {}                   # thread ident -> thread G
+        self.runtime_idents = set()          # idents of threads the runtime owns
+        self.nextpid = 0
+        self.maxthreads = 10000
+        self.nthreads = 0                    # threads the runtime started (workers, locked)
+        self.pid = os.getpid()
+        self.maingoexit = False
+        # External wake sources (DESIGN §3 checkdead): counts kept by their owners
+        # under ``lock``: blocking calls in flight, fds with parked waiters, signal
+        # subscriptions.
+        self.nsyscall = 0
+        self.nnetwait = 0
+        self.nsignal = 0
+
+
+_sched = None
+_startlock = threading.Lock()
+_tls = threading.local()
+_old = []                  # runtimes orphaned by fork: kept alive, never run again
+
+
+# ---------------------------------------------------------------------------
+# start-up, Ms, getg
+
+def _initial_procs():
+    from .cpu import num_cpu
+    env = os.environ.get("GOMAXPROCS", "")
+    try:
+        n = int(env)
+        if n >= 1:
+            return n
+    except ValueError:
+        pass
+    return num_cpu()
+
+
+def start():
+    """Start the runtime on first use (from any thread); return the Sched."""
+    global _sched
+    s = _sched
+    if s is not None:
+        return s
+    with _startlock:
+        if _sched is not None:
+            return _sched
+        s = Sched()
+        mt = threading.main_thread()
+        m0 = M("m0")
+        m0.ident = mt.ident
+        s.maing = new_thread_g(1, m0)
+        m0.tg = s.maing
+        s.threadgs[mt.ident] = s.maing
+        _sched = s
+        _procresize(s, _initial_procs())
+        from . import sysmon
+        sysmon.start(s)
+        _install_hooks()
+        return s
+
+
+def getm():
+    try:
+        return _tls.m
+    except AttributeError:
+        return _newm_thread()
+
+
+def _newm_thread():
+    """First runtime call on a thread the runtime does not own: give it a thread G."""
+    s = _sched or start()
+    ident = _get_ident()
+    with s.lock:
+        g = s.threadgs.get(ident)
+        if g is None:
+            s.goidgen += 1
+            m = M("thread")
+            g = new_thread_g(s.goidgen, m)
+            m.tg = g
+            s.threadgs[ident] = g
+        else:
+            m = g.m
+            m.ident = ident
+    _tls.m = m
+    return m
+
+
+def getg():
+    """The current G: a goroutine, or the thread G of a non-worker thread.
+    None only in a worker's scheduler greenlet (g0)."""
+    try:
+        m = _tls.m
+    except AttributeError:
+        m = _newm_thread()
+    p = m.p
+    if p is None:
+        return m.tg
+    return p.curg
+
+
+def _thread_exited(ident):
+    s = _sched
+    if s is not None:
+        with s.lock:
+            s.threadgs.pop(ident, None)
+
+
+# ---------------------------------------------------------------------------
+# goroutine creation
+
+def _newgoid_p(p, s):
+    if p.goidcache == p.goidend:
+        with s.lock:
+            p.goidcache = s.goidgen + 1
+            s.goidgen += GOIDCACHE
+            p.goidend = s.goidgen + 1
+    goid = p.goidcache
+    p.goidcache += 1
+    return goid
+
+
+def go(fn, *args, **kwargs):
+    """Start ``fn(*args, **kwargs)`` as a new goroutine (Go's newproc)."""
+    if not callable(fn):
+        raise TypeError("go: fn must be callable, not %s" % type(fn).__name__)
+    s = _sched or start()
+    try:
+        m = _tls.m
+    except AttributeError:
+        m = _newm_thread()
+    f = _getframe(1)
+    p = m.p
+    if p is not None and not p.draining:
+        cur = p.curg
+        g = G(_newgoid_p(p, s), fn, args, kwargs, _copy_context(),
+              (cur.goid if cur is not None else 0, f.f_code, f.f_lineno))
+        p.ngdelta += 1
+        runqput(p, g, True)
+        if s.pidle and not s.nspinning and p.nmovable:
+            wakep()
+        return
+    cur = getg()
+    with s.lock:
+        s.goidgen += 1
+        g = G(s.goidgen, fn, args, kwargs, _copy_context(),
+              (cur.goid if cur is not None else 0, f.f_code, f.f_lineno))
+        s.ngdelta += 1
+        s.runq.append(g)
+    wakep()
+
+
+# ---------------------------------------------------------------------------
+# runqueues
+
+def runqput(p, g, nxt):
+    """Owner-only put.  ``nxt``: into runnext, kicking the old runnext to the tail."""
+    lock = p.lock
+    lock.acquire()
+    if nxt:
+        old = p.runnext
+        p.runnext = g
+        if old is None:
+            lock.release()
+            return
+        g = old
+    p.runq.append(g)
+    if g.home is None:
+        p.nmovable += 1
+        if p.nmovable > RUNQ_MOVABLE_MAX:
+            lock.release()
+            _runqputslow(p)
+            return
+    lock.release()
+
+
+def _runqputslow(p):
+    """Local movable Gs overflowed: move half of them to the global queue."""
+    batch = runqgrab_movable(p, RUNQ_MOVABLE_MAX // 2)
+    if batch:
+        s = _sched
+        with s.lock:
+            s.runq.extend(batch)
+
+
+def runqget(p):
+    """Owner-only get: fairness tick, runnext (capped streak), local runq."""
+    p.schedtick += 1
+    if p.stuck:
+        p.stuck = False
+    s = _sched
+    if p.schedtick % FAIRNESS_TICKS == 0 and s.runq and not p.draining:
+        g = globrunqget(p, 1)
+        if g is not None:
+            p.streak = 0
+            return g
+    lock = p.lock
+    lock.acquire()
+    nx = p.runnext
+    if nx is not None and (p.streak < RUNNEXT_STREAK_MAX or not p.runq):
+        p.runnext = None
+        lock.release()
+        p.streak += 1
+        return nx
+    q = p.runq
+    if q:
+        g = q.popleft()
+        if g.home is None:
+            p.nmovable -= 1
+        lock.release()
+        p.streak = 0
+        return g
+    lock.release()
+    return None
+
+
+def globrunqget(p, maxn):
+    """Take a batch from the global queue: one to return, the rest to p's runq."""
+    s = _sched
+    with s.lock:
+        n = len(s.runq)
+        if n == 0:
+            return None
+        k = min(n, n // max(1, len(s.allp)) + 1, GLOBRUNQ_BATCH_MAX)
+        if maxn > 0:
+            k = min(k, maxn)
+        batch = [s.runq.popleft() for _ in range(k)]
+    g = batch[0]
+    if len(batch) > 1:
+        with p.lock:
+            p.runq.extend(batch[1:])
+            p.nmovable += len(batch) - 1
+    return g
+
+
+def next_local(p):
+    """The next G this P can run without blocking or stealing; runs due timers."""
+    t0 = p.timer0
+    if t0 is not None and t0 <= _monotonic():
+        from .timers import runtimers
+        runtimers(p)
+    g = runqget(p)
+    if g is None and _sched.runq and not p.draining:
+        g = globrunqget(p, 0)
+    return g
+
+
+# ---------------------------------------------------------------------------
+# running Gs: execute, the goroutine body, park and ready
+
+def _bind(p, g, glet):
+    """First run of ``g``: home it on ``p`` with greenlet ``glet``."""
+    g.home = p
+    g.glet = glet
+    p.nhomed += 1
+    with p.lock:
+        p.gs.add(g)
+
+
+def _glet_for(p, g):
+    """Greenlet for ``g`` (g0 only: may create one)."""
+    glet = g.glet
+    if glet is None:
+        gf = p.gfree
+        glet = gf.pop() if gf else greenlet(_gbody, p.g0)
+        _bind(p, g, glet)
+    return glet
+
+
+def _rung(g):
+    fn, args, kwargs, ctx = g.fn, g.args, g.kwargs, g.ctx
+    g.fn = g.args = g.kwargs = g.ctx = None
+    try:
+        ctx.run(fn, *args, **kwargs)
+    except _panic.Goexit:
+        pass
+    except SystemExit as e:
+        _panic.exit_from_goroutine(e)
+    except GreenletExit:
+        raise
+    except BaseException as e:
+        _panic.fatalpanic(g, e)
+
+
+def _gdestroy(p, g):
+    g.status = _Gdead
+    g.glet = None
+    p.nhomed -= 1
+    p.ngdelta -= 1
+    with p.lock:
+        p.gs.discard(g)
+
+
+def _gbody(g):
+    """Body of every goroutine greenlet: run a G, then reuse this greenlet for the
+    next unstarted G (Go's gFree list), so spawning rarely creates a greenlet."""
+    me = getcurrent()
+    while True:
+        _rung(g)
+        p = g.home
+        _gdestroy(p, g)
+        nxt = next_local(p)
+        if nxt is not None and nxt.glet is None:
+            _bind(p, nxt, me)
+            p.curg = nxt
+            nxt.status = _Grunning
+            g = nxt
+            continue
+        if len(p.gfree) >= GFREE_MAX:
+            if nxt is not None:
+                runqput(p, nxt, True)
+            p.curg = None
+            return                       # greenlet ends; control goes to g0
+        p.gfree.append(me)
+        if nxt is not None:
+            p.curg = nxt
+            nxt.status = _Grunning
+            g = nxt.glet.switch(nxt)
+        else:
+            p.curg = None
+            g = p.g0.switch(None)
+
+
+def gopark(g, reason):
+    """Park the current G.  The caller already published a waiter and set
+    ``g.status = _Gwaiting`` under the lock guarding it, then released that lock.
+    Returns when readied.  Thread Gs block their thread; goroutines switch
+    straight to the next runnable G of their P (to g0 only when there is none)."""
+    g.waitreason = reason
+    if g.locked:
+        _park_thread(g)
+        return
+    p = g.home
+    nxt = next_local(p)
+    if nxt is g:
+        g.status = _Grunning
+        return
+    _switchto(p, nxt)
+
+
+def _switchto(p, nxt):
+    """Switch from the current G to ``nxt`` (None: to g0).  An unstarted G gets
+    a cached greenlet, or is handed to g0 to create one there."""
+    if nxt is not None:
+        glet = nxt.glet
+        if glet is None and p.gfree:
+            glet = p.gfree.pop()
+            _bind(p, nxt, glet)
+        if glet is not None:
+            p.curg = nxt
+            nxt.status = _Grunning
+            glet.switch(nxt)
+            return
+    p.curg = None
+    p.g0.switch(nxt)
+
+
+def _park_thread(g):
+    """A thread G blocks its OS thread (GIL released) until readied."""
+    s = _sched
+    if s.nidle == len(s.allp):
+        checkdead()
+    g.sema.acquire()
+
+
+def goready(g):
+    """Make a parked G runnable on its home P (its thread, for thread Gs)."""
+    g.status = _Grunnable
+    if g.locked:
+        g.sema.release()
+        return
+    p = g.home
+    try:
+        m = _tls.m
+    except AttributeError:
+        m = None
+    if m is not None and m.p is p:
+        runqput(p, g, True)
+    else:
+        runqput_remote(p, g)
+
+
+def park_current(reason):
+    """Park the calling G with nothing published (callers that publish themselves
+    elsewhere use gopark).  Raises RuntimeError where parking is impossible."""
+    g = getg()
+    if g is None:
+        raise RuntimeError("pygmp: cannot park the scheduler greenlet")
+    g.status = _Gwaiting
+    gopark(g, reason)
+
+
+def current_for_park():
+    """The G that is about to park, or RuntimeError when called from g0."""
+    g = getg()
+    if g is None:
+        raise RuntimeError("pygmp: blocking operation called from the scheduler")
+    return g
+
+
+def gosched():
+    """Yield: put the current goroutine at the tail of its P's queue."""
+    g = getg()
+    if g is None or g.locked:
+        return
+    p = g.home
+    with p.lock:
+        if not p.runq and p.runnext is None and not _sched.runq:
+            return
+    g.status = _Grunnable
+    with p.lock:
+        p.runq.append(g)
+    nxt = next_local(p)
+    if nxt is g or nxt is None:
+        g.status = _Grunning
+        return
+    _switchto(p, nxt)
+
+
+# ---------------------------------------------------------------------------
+# the worker loop (g0), findrunnable, stealing, idle
+
+def _worker(p):
+    m = M("worker", p)
+    _tls.m = m
+    p.m = m
+    p.g0 = getcurrent()
+    p.ident = m.ident
+    p.status = _Prunning
+    try:
+        while True:
+            g = findrunnable(p)
+            if g is None:
+                break
+            # A G that switches back to g0 may hand over an unstarted G: new
+            # greenlets are only ever created here, on g0's shallow stack (a
+            # greenlet starts at the recursion depth of whoever switched to it).
+            while g is not None:
+                glet = g.glet or _glet_for(p, g)
+                p.curg = g
+                g.status = _Grunning
+                g = glet.switch(g)
+    finally:
+        _retire(p)
+
+
+def _retire(p):
+    s = _sched
+    p.status = _Pdead
+    for gl in p.gfree:
+        try:
+            gl.throw(GreenletExit)
+        except GreenletExit:
+            pass
+    p.gfree.clear()
+    p.parker.close()
+    if s is not None and not forked_stale_sched(s):
+        with s.lock:
+            s.allp = [q for q in s.allp if q is not p]
+            s.ngdelta += p.ngdelta
+            p.ngdelta = 0
+            s.runtime_idents.discard(p.ident)
+            s.nthreads -= 1
+
+
+def findrunnable(p):
+    s = _sched
+    while True:
+        if p.draining:
+            g = _drain_step(p)
+            if g is not None:
+                return g
+            if p.nhomed == 0:
+                return None
+        g = next_local(p)
+        if g is not None:
+            if p.spinning:
+                _resetspinning(p)
+            return g
+        if not p.draining:
+            g = _stealwork(p)
+            if g is not None:
+                if p.spinning:
+                    _resetspinning(p)
+                return g
+        _idle(p)
+
+
+def _drain_step(p):
+    """A removed P gives away its movable Gs and then runs only its homed Gs."""
+    moved = runqgrab_movable(p, 1 << 30)
+    with p.lock:
+        nx = p.runnext
+        if nx is not None and nx.home is None:
+            p.runnext = None
+            moved.append(nx)
+    if moved:
+        s = _sched
+        with s.lock:
+            s.runq.extend(moved)
+        wakep()
+    return None
+
+
+def _resetspinning(p):
+    s = _sched
+    with s.lock:
+        if p.spinning:
+            p.spinning = False
+            s.nspinning -= 1
+        more = bool(s.runq)
+    if more:
+        wakep()
+
+
+def _stealwork(p):
+    s = _sched
+    allp = s.allp
+    if len(allp) < 2 and p.timer0 is None:
+        return None
+    now = _monotonic()
+    victims = list(allp)
+    random.shuffle(victims)
+    for q in victims:
+        if q is p:
+            continue
+        t0 = q.timer0
+        if t0 is not None and t0 <= now:
+            from .timers import runtimers
+            runtimers(q)
+        if q.nmovable or (q.stuck and q.runnext is not None):
+            taken = runqsteal_movable(q, GLOBRUNQ_BATCH_MAX)
+            if taken:
+                p.stealcount += len(taken)
+                g = taken[0]
+                if len(taken) > 1:
+                    with p.lock:
+                        p.runq.extend(taken[1:])
+                        p.nmovable += len(taken) - 1
+                return g
+    return runqget(p)     # other Ps' timers may have readied Gs homed here
+
+
+def _next_deadline(s):
+    d = None
+    for q in s.allp:
+        t = q.timer0
+        if t is not None and (d is None or t < d):
+            d = t
+    return d
+
+
+def _idle(p):
+    """Nothing to run: publish idleness, recheck everything, then sleep until
+    woken (new work) or the earliest timer of any P is due."""
+    s = _sched
+    with s.lock:
+        if s.runq and not p.draining:
+            return                                 # new global work: go round again
+        if p.spinning:
+            p.spinning = False
+            s.nspinning -= 1
+        if not p.draining:
+            p.idle = True
+            s.pidle.append(p)
+        s.nidle += 1
+        alldead = s.nidle == len(s.allp)
+    try:
+        _idle_sleep(p, s, alldead)
+    finally:
+        with s.lock:
+            s.nidle -= 1
+            if p.idle:
+                p.idle = False
+                try:
+                    s.pidle.remove(p)
+                except ValueError:
+                    pass
+
+
+def _idle_sleep(p, s, alldead):
+    # Publish "sleeping, deadline unknown" first, then read the timers: a timer
+    # added concurrently either is seen here or its adder sees us sleeping with
+    # an unknown/later deadline and unparks us (timers.wake_for_timer).
+    with p.lock:
+        sleep = not p.runq and p.runnext is None
+        p.sleeping = sleep
+        p.sleepuntil = SLEEP_UNKNOWN
+    try:
+        if sleep and not p.draining:
+            if s.runq:
+                sleep = False
+            else:
+                for q in s.allp:
+                    if q is not p and q.nmovable:
+                        sleep = False
+                        break
+        if not sleep:
+            return
+        deadline = _next_deadline(s)
+        with p.lock:
+            p.sleepuntil = deadline
+        if deadline is None:
+            if alldead:
+                checkdead()
+            p.parker.park(None)
+        else:
+            t = deadline - _monotonic()
+            if t > 0:
+                p.parker.park(t)
+    finally:
+        with p.lock:
+            p.sleeping = False
+            p.sleepuntil = SLEEP_UNKNOWN
+
+
+SLEEP_UNKNOWN = -1.0
+
+
+def wakep():
+    """New movable work: wake one idle P unless one is already looking."""
+    s = _sched
+    if not s.pidle or s.nspinning:
+        return
+    with s.lock:
+        if not s.pidle or s.nspinning:
+            return
+        p = s.pidle.pop()
+        p.idle = False
+        p.spinning = True
+        s.nspinning += 1
+    p.parker.unpark()
+
+
+# ---------------------------------------------------------------------------
+# GOMAXPROCS
+
+def _newp(s):
+    p = P(s.nextpid, _new_parker())
+    s.nextpid += 1
+    return p
+
+
+def _new_parker():
+    from . import park
+    return park.new_parker()
+
+
+def _startworker(s, p):
+    if s.nthreads + 1 > s.maxthreads:
+        _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
+                     % s.maxthreads, with_stacks=False)
+    s.nthreads += 1
+    t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
+    p.thread = t
+    t.start()
+    s.runtime_idents.add(t.ident)
+
+
+def _procresize(s, n):
+    """Set the number of Ps to ``n`` (called under no lock; takes s.lock)."""
+    with s.lock:
+        live = [p for p in s.allp if not p.draining]
+        old = len(live)
+        if n > old:
+            newps = [_newp(s) for _ in range(n - old)]
+            s.allp = live + newps + [p for p in s.allp if p.draining]
+            for p in newps:
+                _startworker(s, p)
+        elif n < old:
+            keep, drop = live[:n], live[n:]
+            for p in drop:
+                p.draining = True
+                if p.idle:
+                    p.idle = False
+                    s.pidle.remove(p)
+            s.allp = keep + [p for p in s.allp if p.draining]
+        s.gomaxprocs = n
+        drained = [p for p in s.allp if p.draining]
+    for p in drained:
+        p.parker.unpark()
+    return old
+
+
+def gomaxprocs(n=0):
+    if isinstance(n, bool) or not isinstance(n, int):
+        raise TypeError("gomaxprocs: n must be an int, not %s" % type(n).__name__)
+    s = _sched or start()
+    prev = s.gomaxprocs
+    if n >= 1 and n != prev:
+        _procresize(s, n)
+    return prev
+
+
+def num_goroutine():
+    s = _sched or start()
+    total = 1 + s.ngdelta            # the main goroutine
+    if s.maingoexit:
+        total -= 1
+    for p in s.allp:
+        total += p.ngdelta
+    return total
+
+
+# ---------------------------------------------------------------------------
+# checkdead
+
+def _plain_threads_running(s):
+    for t in threading.enumerate():
+        ident = t.ident
+        if ident in s.runtime_idents or not t.is_alive():
+            continue
+        tg = s.threadgs.get(ident)
+        if tg is not None and (tg.status == _Gwaiting or tg.status == _Gdead):
+            continue
+        if t is threading.main_thread() and s.maingoexit:
+            continue
+        if getattr(t, "_pygmp_runtime", False):
+            continue
+        return True
+    return False
+
+
+def checkdead():
+    """Every P idle and every G blocked with nothing that could wake one: fatal.
+    Called when the last P goes idle with no timer to wait for, and when a
+    thread G parks while every P is idle."""
+    s = _sched
+    with s.lock:
+        if s.nidle != len(s.allp) or s.runq:
+            return
+        if s.nsyscall or s.nnetwait or s.nsignal:
+            return
+        allp = list(s.allp)
+    for p in allp:
+        with p.lock:
+            if p.runq or p.runnext is not None or not p.sleeping:
+                return
+        if p.ntimers or p.curg is not None:
+            return
+    if _plain_threads_running(s):
+        return
+    with s.lock:
+        if s.nidle != len(s.allp) or s.runq:
+            return
+    if s.maingoexit and num_goroutine() == 0:
+        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!",
+                     with_stacks=False)
+    _panic.fatal("all goroutines are asleep - deadlock!")
+
+
+# ---------------------------------------------------------------------------
+# fork, main-goroutine Goexit
+
+_hooks_installed = False
+
+
+def _after_fork_child():
+    global _sched, _tls
+    if _sched is not None:
+        _old.append(_sched)
+    _sched = None
+    _tls = threading.local()
+
+
+def _install_hooks():
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    os.register_at_fork(after_in_child=_after_fork_child)
+    prev = sys.excepthook
+
+    def excepthook(tp, val, tb):
+        if tp is _panic.Goexit and _sched is not None:
+            main_goexit_wait()
+            return
+        prev(tp, val, tb)
+    sys.excepthook = excepthook
+
+
+def main_goexit_wait():
+    """The main goroutine called goexit(): let the others run on; the process ends
+    when they all deadlock or finish (checkdead), or one exits it."""
+    s = _sched
+    with s.lock:
+        s.maingoexit = True
+        s.maing.status = _Gdead
+    if s.nidle == len(s.allp):
+        checkdead()
+    while True:                  # the workers' checkdead ends the process
+        time.sleep(3600)
+
+
+def forked_stale_sched(s):
+    """True in a forked child for the parent's runtime."""
+    return s is not _sched
+
+
+# ---------------------------------------------------------------------------
+# go_locked: a goroutine on its own OS thread (Go's LockOSThread contract)
+
+def go_locked(fn, args, kwargs):
+    s = _sched or start()
+    cur = getg()
+    f = _getframe(2)
+    with s.lock:
+        if s.nthreads + 1 > s.maxthreads:
+            s.lock.release()
+            try:
+                _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
+                             % s.maxthreads, with_stacks=False)
+            finally:
+                s.lock.acquire()
+        s.nthreads += 1
+        s.goidgen += 1
+        goid = s.goidgen
+        s.ngdelta += 1
+    ctx = _copy_context()
+    creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lineno)
+    started = threading.Event()
+
+    def run():
+        m = M("locked")
+        g = new_thread_g(goid, m)
+        g.creator = creator
+        g.lockedcount = 1
+        m.tg = g
+        _tls.m = m
+        with s.lock:
+            s.threadgs[m.ident] = g
+        started.set()
+        try:
+            ctx.run(fn, *args, **kwargs)
+        except _panic.Goexit:
+            pass
+        except SystemExit as e:
+            _panic.exit_from_goroutine(e)
+        except BaseException as e:
+            _panic.fatalpanic(g, e)
+        finally:
+            g.status = _Gdead
+            with s.lock:
+                s.threadgs.pop(m.ident, None)
+                s.ngdelta -= 1
+                s.nthreads -= 1
+
+    t = threading.Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
+    t.start()
+    started.wait()

@@ -1,0 +1,124 @@
+"""Goroutine stack dumps in Go's format (Go's traceback.go).
+
+    goroutine 7 [chan receive, 2 minutes]:
+      File "...", line N, in f
+        code
+    created by worker in goroutine 1
+    	/path/app.py:12
+
+Frames inside pygmp's runtime are left out, as Go hides runtime frames.
+"""
+
+import os
+import sys
+import threading
+import time
+import traceback
+
+from . import proc
+from .g import _Grunnable, _Grunning, _Gwaiting, _Gsyscall, _Gdead
+
+_RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
+_PKG_DIR = os.path.dirname(_RUNTIME_DIR)
+_HIDE = (_RUNTIME_DIR + os.sep, os.path.join(_PKG_DIR, "sync.py"),
+         os.path.join(_PKG_DIR, "time.py"), "<frozen", os.path.join(os.path.dirname(__file__), ""))
+
+
+def _user_frames(frame):
+    frames = traceback.extract_stack(frame)
+    out = [f for f in frames if not f.filename.startswith(_HIDE[0])
+           and f.filename not in (_HIDE[1], _HIDE[2])]
+    return out or frames[-1:]
+
+
+def creator_text(g):
+    c = g.creator
+    if not c:
+        return ""
+    goid, code, lineno = c
+    return "created by %s in goroutine %d\n\t%s:%d\n" % (
+        getattr(code, "co_qualname", code.co_name), goid, code.co_filename, lineno)
+
+
+def _state(g):
+    st = g.status
+    if st == _Gwaiting:
+        s = g.waitreason or "waiting"
+        if g.waitsince:
+            mins = int((time.monotonic() - g.waitsince) // 60)
+            if mins >= 1:
+                s += ", %d minute%s" % (mins, "" if mins == 1 else "s")
+        return s
+    if st == _Grunnable:
+        return "runnable"
+    if st == _Gsyscall:
+        return "syscall"
+    if st == _Gdead:
+        return "dead"
+    return "running"
+
+
+def format_g(g, frame=None):
+    head = "goroutine %d [%s]:\n" % (g.goid, _state(g))
+    body = ""
+    if frame is None and g.glet is not None and not g.locked:
+        frame = g.glet.gr_frame
+    if frame is not None:
+        body = "".join(traceback.format_list(_user_frames(frame)))
+    elif g.fn is not None:
+        fn = g.fn
+        body = "  (not started) %s\n" % getattr(fn, "__qualname__", repr(fn))
+    return head + body + creator_text(g)
+
+
+def current_text():
+    g = proc.getg()
+    if g is None:
+        return "goroutine 0 [running]:\n" + "".join(traceback.format_stack(sys._getframe(2)))
+    return format_g(g, sys._getframe(2))
+
+
+def all_gs():
+    """Snapshot of every G: thread Gs, started goroutines, runnable unstarted ones."""
+    s = proc._sched
+    if s is None:
+        return []
+    with s.lock:
+        gs = list(s.threadgs.values())
+        gs.extend(s.runq)
+        allp = list(s.allp)
+    for p in allp:
+        with p.lock:
+            gs.extend(p.gs)
+            gs.extend(g for g in p.runq if g.glet is None)
+        nx = p.runnext
+        if nx is not None and nx.glet is None:
+            gs.append(nx)
+    seen = set()
+    out = []
+    for g in gs:
+        if id(g) not in seen and g.status != _Gdead:
+            seen.add(id(g))
+            out.append(g)
+    out.sort(key=lambda g: g.goid)
+    return out
+
+
+def format_all(skip_current_depth=2):
+    s = proc._sched
+    frames = sys._current_frames()
+    me = proc.getg()
+    parts = []
+    for g in all_gs():
+        frame = None
+        if g is me:
+            frame = sys._getframe(skip_current_depth)
+        elif g.locked:
+            m = g.m
+            frame = frames.get(m.ident) if m is not None else None
+        elif g.status == _Grunning and g.home is not None:
+            p = g.home
+            if p.curg is g:
+                frame = frames.get(p.ident)
+        parts.append(format_g(g, frame))
+    return "\n".join(parts)

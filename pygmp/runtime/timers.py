@@ -1,0 +1,154 @@
+"""Per-P timer heaps (Go's time.go runtime half).
+
+A timer belongs to the P it was last added on (the adding goroutine's P, or a P
+picked for threads without one).  Its heap entry is ``(when, order, timer,
+seq)``; ``timer.seq`` is bumped by every delete/modify so stale entries are
+skipped when they surface (lazy deletion, with compaction when stale entries
+dominate).  ``timers``, ``ntimers`` and ``timer0`` of a P are guarded by
+``p.tlock``; a timer's own fields (``seq``, ``active``, ``p``, ``when``) are
+written under the tlock of the P it is on.  One timer's add/delete calls are
+serialized by its owner (a goroutine's sleep timer, or a time.Timer's mutex).
+
+Firing runs ``f(arg, seq)`` outside every lock.  Any P may run another P's due
+timers (an idle P looking for work does), so a P that is busy or blocked never
+delays its timers; ``f`` must not block (a channel send with no wait, a
+goready).
+"""
+
+import heapq
+import time
+
+from . import proc
+
+_monotonic = time.monotonic
+_heappush = heapq.heappush
+_heappop = heapq.heappop
+
+
+class RTimer:
+    """A runtime timer: call ``f(arg, seq)`` at ``when`` (and every ``period``)."""
+    __slots__ = ("when", "period", "f", "arg", "seq", "p", "active")
+
+    def __init__(self, f, arg):
+        self.when = 0.0
+        self.period = 0.0
+        self.f = f
+        self.arg = arg
+        self.seq = 0
+        self.p = None
+        self.active = False
+
+
+def _pick_p(s):
+    try:
+        m = proc._tls.m
+    except AttributeError:
+        m = None
+    if m is not None and m.p is not None and not m.p.draining:
+        return m.p
+    allp = s.allp
+    # threads without a P: spread by thread identity
+    return allp[(m.ident if m is not None else 0) % len(allp)]
+
+
+def addtimer(t, when, period=0.0):
+    """Arm ``t`` (deleting any earlier arming) to fire at monotonic time ``when``."""
+    s = proc._sched or proc.start()
+    if t.active:
+        deltimer(t)
+    p = _pick_p(s)
+    with p.tlock:
+        t.seq += 1
+        t.when = when
+        t.period = period
+        t.p = p
+        t.active = True
+        p.ntimers += 1
+        p.timerseq += 1
+        h = p.timers
+        _heappush(h, (when, p.timerseq, t, t.seq))
+        old0 = p.timer0
+        head = old0 is None or when < old0
+        if head:
+            p.timer0 = when
+    if head:
+        wake_for_timer(s, p, when)
+    return t.seq
+
+
+def deltimer(t):
+    """Disarm ``t``; True if it was armed (had not fired)."""
+    p = t.p
+    if p is None:
+        return False
+    with p.tlock:
+        if not t.active or t.p is not p:
+            return False
+        t.active = False
+        t.seq += 1
+        p.ntimers -= 1
+        h = p.timers
+        if len(h) > 64 and len(h) > 4 * p.ntimers:
+            h[:] = [e for e in h if e[2].seq == e[3] and e[2].active]
+            heapq.heapify(h)
+            p.timer0 = h[0][0] if h else None
+        elif not p.ntimers:
+            h.clear()
+            p.timer0 = None
+    return True
+
+
+def runtimers(p):
+    """Fire ``p``'s due timers (from any thread)."""
+    now = _monotonic()
+    fire = []
+    with p.tlock:
+        h = p.timers
+        while h and h[0][0] <= now:
+            when, _, t, seq = _heappop(h)
+            if t.seq != seq or not t.active or t.p is not p:
+                continue
+            if t.period > 0:
+                nxt = when + t.period
+                if nxt <= now:   # fell behind: skip missed periods (tickers drop ticks)
+                    nxt = now + t.period - ((now - when) % t.period)
+                t.when = nxt
+                p.timerseq += 1
+                _heappush(h, (nxt, p.timerseq, t, seq))
+            else:
+                t.active = False
+                p.ntimers -= 1
+            fire.append((t, seq))
+        p.timer0 = h[0][0] if h else None
+    for t, seq in fire:
+        t.f(t.arg, seq)
+
+
+def wake_for_timer(s, p, when):
+    """A new earliest timer on ``p``: make sure some sleeping worker wakes by
+    ``when``.  Wake ``p`` itself if it sleeps past it; otherwise (``p`` busy or
+    blocked) wake one idle P whose sleep would overshoot."""
+    try:
+        m = proc._tls.m
+    except AttributeError:
+        m = None
+    mine = m is not None and m.p is p
+    if not mine:
+        with p.lock:
+            late = p.sleeping and (p.sleepuntil is None or p.sleepuntil > when or p.sleepuntil < 0)
+        if late:
+            p.parker.unpark()
+            return
+    # p is running (it will run the timer itself unless it blocks): if another P
+    # sleeps past ``when``, wake one so a blocked p cannot delay the timer.
+    for q in s.allp:
+        if q is p:
+            continue
+        with q.lock:
+            if not q.sleeping:
+                continue
+            su = q.sleepuntil
+            late = su is None or su < 0 or su > when
+        if late:
+            q.parker.unpark()
+        return

@@ -1,0 +1,173 @@
+"""Go's time package over the runtime's per-P timers (Go 1.23 timer semantics).
+
+``Timer`` and ``Ticker`` channels never deliver a stale value once ``stop`` or
+``reset`` has returned: firing sends under the timer's own mutex only if the
+timer's sequence number is still the one that was armed, and stop/reset bump
+the sequence and drain the channel under that same mutex.
+"""
+
+import threading
+import time as _time
+
+from .runtime import proc as _proc
+from .runtime.chan import Chan, nilchan
+from .runtime.g import _Gwaiting
+from .runtime.panic import PanicError
+from .runtime.timers import RTimer, addtimer, deltimer
+
+__all__ = ["sleep", "after", "after_func", "tick", "Timer", "Ticker", "now",
+           "nanosecond", "microsecond", "millisecond", "second", "minute", "hour"]
+
+nanosecond = 1e-9
+microsecond = 1e-6
+millisecond = 1e-3
+second = 1.0
+minute = 60.0
+hour = 3600.0
+
+_monotonic = _time.monotonic
+
+
+def now():
+    """The current time on the monotonic clock, in seconds (what timers send)."""
+    return _monotonic()
+
+
+def _check_duration(d, who):
+    if isinstance(d, bool) or not isinstance(d, (int, float)):
+        raise TypeError("%s: duration must be a number of seconds, not %s" % (who, type(d).__name__))
+    return float(d)
+
+
+def _goready_timer(g, seq):
+    _proc.goready(g)
+
+
+def sleep(d):
+    """Pause the current goroutine for ``d`` seconds; returns at once if d <= 0.
+    A plain thread (or the main goroutine) simply sleeps its thread."""
+    d = _check_duration(d, "sleep")
+    if d <= 0:
+        return
+    g = _proc.getg()
+    if g is None:
+        raise RuntimeError("pygmp: sleep from the scheduler greenlet")
+    if g.locked:
+        _time.sleep(d)
+        return
+    t = g.sleeptimer
+    if t is None:
+        t = g.sleeptimer = RTimer(_goready_timer, g)
+    g.status = _Gwaiting
+    g.waitsince = _monotonic()
+    addtimer(t, _monotonic() + d)
+    _proc.gopark(g, "sleep")
+
+
+class Timer:
+    """A single event: after ``d`` seconds the current time is sent on ``.c``."""
+
+    __slots__ = ("c", "_mu", "_rt", "_f", "__weakref__")
+
+    def __init__(self, d, _f=None):
+        d = _check_duration(d, "Timer")
+        self._mu = threading.Lock()
+        self._f = _f
+        self.c = None if _f is not None else Chan(1)
+        self._rt = RTimer(Timer._fire, self)
+        with self._mu:
+            addtimer(self._rt, _monotonic() + d)
+
+    def _fire(self, seq):
+        f = self._f
+        if f is not None:
+            with self._mu:
+                live = self._rt.seq == seq
+            if live:
+                _proc.go(f)
+            return
+        with self._mu:
+            if self._rt.seq != seq:
+                return              # stopped or reset since it was armed: stale
+            self.c._try_send(_monotonic())
+
+    def stop(self):
+        """Prevent the timer from firing; True if it was active (including a value
+        sent but not yet received, which is discarded)."""
+        with self._mu:
+            was = deltimer(self._rt)
+            self._rt.seq += 1
+            if self.c is not None and self.c._drain():
+                was = True
+            return was
+
+    def reset(self, d):
+        """Re-arm for ``d`` seconds from now; returns whether it was active."""
+        d = _check_duration(d, "Timer.reset")
+        with self._mu:
+            was = deltimer(self._rt)
+            self._rt.seq += 1
+            if self.c is not None and self.c._drain():
+                was = True
+            addtimer(self._rt, _monotonic() + d)
+            return was
+
+
+class Ticker:
+    """Sends the time on ``.c`` every ``d`` seconds; ticks are dropped for a
+    slow receiver (the channel holds one)."""
+
+    __slots__ = ("c", "_mu", "_rt", "__weakref__")
+
+    def __init__(self, d):
+        d = _check_duration(d, "Ticker")
+        if d <= 0:
+            raise PanicError("non-positive interval for NewTicker")
+        self._mu = threading.Lock()
+        self.c = Chan(1)
+        self._rt = RTimer(Ticker._fire, self)
+        with self._mu:
+            addtimer(self._rt, _monotonic() + d, d)
+
+    def _fire(self, seq):
+        with self._mu:
+            if self._rt.seq != seq:
+                return
+            self.c._try_send(_monotonic())
+
+    def stop(self):
+        with self._mu:
+            deltimer(self._rt)
+            self._rt.seq += 1
+            self.c._drain()
+
+    def reset(self, d):
+        d = _check_duration(d, "Ticker.reset")
+        if d <= 0:
+            raise PanicError("non-positive interval for Ticker.Reset")
+        with self._mu:
+            deltimer(self._rt)
+            self._rt.seq += 1
+            self.c._drain()
+            addtimer(self._rt, _monotonic() + d, d)
+
+
+def after(d):
+    """A channel that receives the time once, after ``d`` seconds."""
+    return Timer(d).c
+
+
+def after_func(d, f):
+    """Run ``f()`` in its own goroutine after ``d`` seconds; returns the Timer
+    (whose ``stop`` cancels it).  Go's time.AfterFunc."""
+    if not callable(f):
+        raise TypeError("after_func: f must be callable")
+    return Timer(d, _f=f)
+
+
+def tick(d):
+    """A channel of ticks every ``d`` seconds; ``nilchan`` if d <= 0."""
+    d = _check_duration(d, "tick")
+    if d <= 0:
+        return nilchan
+    return Ticker(d).c

@@ -1,0 +1,295 @@
+"""pygmp.time (API.md "pygmp.time", Go 1.23 timer semantics)."""
+import os
+import sys
+import threading
+import time as stdtime
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _helpers import in_goroutine, in_thread, is_ready, recv_timeout  # noqa: E402
+
+from pygmp import PanicError, chan, default, go, nilchan, select  # noqa: E402
+import pygmp.time as ptime  # noqa: E402
+from pygmp.time import Ticker, Timer, after, now, sleep, tick  # noqa: E402
+
+
+def _sanity():
+    c = chan()
+    go(c.send, 1)
+    assert recv_timeout(c) == 1
+
+
+def test_constants():
+    assert ptime.nanosecond == pytest.approx(1e-9)
+    assert ptime.microsecond == pytest.approx(1e-6)
+    assert ptime.millisecond == pytest.approx(1e-3)
+    assert ptime.second == 1
+    assert ptime.minute == 60
+    assert ptime.hour == 3600
+    assert 1500 * ptime.millisecond == pytest.approx(1.5)
+
+
+def test_now_monotonic():
+    prev = now()
+    assert isinstance(prev, float)
+    for _ in range(10000):
+        t = now()
+        assert t >= prev
+        prev = t
+    t0 = now()
+    stdtime.sleep(0.05)
+    assert 0.04 <= now() - t0 < 5
+
+
+# ---------------------------------------------------------------- sleep
+
+@pytest.mark.timeout(10)
+def test_sleep_main_and_goroutine_and_thread():
+    for runner in (lambda f: f(), in_goroutine, in_thread):
+        t0 = stdtime.monotonic()
+        runner(lambda: sleep(0.05))
+        dt = stdtime.monotonic() - t0
+        assert 0.045 <= dt < 3, dt
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("d", [0, -1, -0.5, 0.0])
+def test_sleep_nonpositive_returns_at_once(d):
+    t0 = stdtime.monotonic()
+    sleep(d)
+    in_goroutine(sleep, d)
+    assert stdtime.monotonic() - t0 < 1
+
+
+@pytest.mark.timeout(20)
+def test_sleeping_goroutines_do_not_block_each_other():
+    n = 500
+    done = chan(n)
+
+    def f():
+        sleep(0.3)
+        done.send(1)
+
+    t0 = stdtime.monotonic()
+    for _ in range(n):
+        go(f)
+    for _ in range(n):
+        recv_timeout(done, 15)
+    dt = stdtime.monotonic() - t0
+    assert 0.29 <= dt < 10, dt  # concurrently, not 500 * 0.3 s
+
+
+@pytest.mark.timeout(20)
+def test_timers_fire_in_deadline_order():
+    out = chan(20)
+    for k in (5, 1, 4, 2, 3):
+        go(lambda k=k: (sleep(0.06 * k), out.send(k)))
+    assert [recv_timeout(out) for _ in range(5)] == [1, 2, 3, 4, 5]
+
+
+# ---------------------------------------------------------------- after / tick
+
+@pytest.mark.timeout(10)
+def test_after_sends_now_value():
+    t0 = now()
+    c = after(0.05)
+    assert select(c.recv, default) == (1, None)
+    v = recv_timeout(c)
+    t1 = now()
+    assert isinstance(v, float)
+    assert t0 + 0.045 <= v <= t1
+    assert not is_ready(c)  # exactly one value
+
+
+@pytest.mark.timeout(10)
+def test_after_zero_and_negative_fire():
+    for d in (0, -1):
+        v = recv_timeout(after(d), 5)
+        assert isinstance(v, float)
+
+
+@pytest.mark.timeout(10)
+def test_after_in_select_timeout_pattern():
+    c = chan()
+
+    def f():
+        i, _ = select(c.recv, after(0.05).recv)
+        return i
+
+    assert in_goroutine(f) == 1
+    assert in_thread(f) == 1
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("d", [0, -1, -0.001])
+def test_tick_nonpositive_is_nilchan(d):
+    assert tick(d) is nilchan
+
+
+@pytest.mark.timeout(10)
+def test_tick_delivers_repeatedly():
+    c = tick(0.02)
+    vals = [recv_timeout(c, 5) for _ in range(4)]
+    assert vals == sorted(vals)
+    assert all(b > a for a, b in zip(vals, vals[1:]))
+
+
+# ---------------------------------------------------------------- Timer
+
+@pytest.mark.timeout(10)
+def test_timer_fires():
+    t0 = now()
+    t = Timer(0.05)
+    v = recv_timeout(t.c)
+    assert v >= t0 + 0.045
+    assert t.stop() is False  # fired and received: not active
+
+
+@pytest.mark.timeout(10)
+def test_timer_stop_before_fire():
+    t = Timer(0.1)
+    assert t.stop() is True
+    assert t.stop() is False
+    stdtime.sleep(0.2)
+    assert not is_ready(t.c)
+
+
+@pytest.mark.timeout(10)
+def test_timer_stop_fired_but_unreceived_go123():
+    t = Timer(0.01)
+    stdtime.sleep(0.1)  # it has expired; nobody received
+    assert t.stop() is True  # Go 1.23: still counts as active
+    assert not is_ready(t.c)  # no stale value after stop
+    stdtime.sleep(0.05)
+    assert not is_ready(t.c)
+
+
+@pytest.mark.timeout(10)
+def test_timer_reset_fired_but_unreceived_go123():
+    t = Timer(0.01)
+    stdtime.sleep(0.1)
+    t0 = now()
+    assert t.reset(0.1) is True
+    # no stale value from the first expiry
+    assert not is_ready(t.c)
+    v = recv_timeout(t.c)
+    assert v >= t0 + 0.095
+
+
+@pytest.mark.timeout(10)
+def test_timer_reset_active():
+    t = Timer(5)
+    t0 = now()
+    assert t.reset(0.05) is True
+    v = recv_timeout(t.c, 4)
+    assert t0 + 0.045 <= v <= now()
+
+
+@pytest.mark.timeout(10)
+def test_timer_reset_after_stop_and_after_receive():
+    t = Timer(0.02)
+    recv_timeout(t.c)
+    assert t.reset(0.02) is False
+    recv_timeout(t.c)
+    assert t.stop() is False
+    assert t.reset(0.02) is False
+    recv_timeout(t.c)
+
+
+@pytest.mark.timeout(10)
+def test_timer_stop_wakes_nobody_and_goroutine_waiting_stays():
+    t = Timer(0.05)
+    got = chan(1)
+    go(lambda: got.send(select(t.c.recv, after(0.3).recv)[0]))
+    assert t.stop() is True
+    assert recv_timeout(got) == 1  # the timeout, not the timer
+
+
+@pytest.mark.timeout(10)
+def test_timer_from_goroutine_and_thread():
+    def f():
+        t = Timer(0.02)
+        return recv_timeout(t.c) > 0
+
+    assert in_goroutine(f) is True
+    assert in_thread(f) is True
+
+
+# ---------------------------------------------------------------- Ticker
+
+@pytest.mark.timeout(10)
+def test_ticker_ticks_and_stops():
+    tk = Ticker(0.02)
+    vals = [recv_timeout(tk.c) for _ in range(3)]
+    assert all(b > a for a, b in zip(vals, vals[1:]))
+    tk.stop()
+    assert not is_ready(tk.c)  # no stale tick after stop
+    stdtime.sleep(0.1)
+    assert not is_ready(tk.c)
+
+
+@pytest.mark.timeout(10)
+def test_ticker_drops_ticks_for_slow_receiver():
+    tk = Ticker(0.01)
+    try:
+        stdtime.sleep(0.3)  # ~30 periods pass
+        n = 0
+        while is_ready(tk.c):
+            n += 1
+            assert n < 5
+        assert n <= 1, n  # no backlog of ticks
+        t0 = stdtime.monotonic()
+        recv_timeout(tk.c)
+        assert stdtime.monotonic() - t0 < 2
+    finally:
+        tk.stop()
+
+
+@pytest.mark.timeout(10)
+def test_ticker_reset_changes_period():
+    tk = Ticker(5)
+    try:
+        t0 = now()
+        tk.reset(0.03)
+        assert not is_ready(tk.c)
+        v1 = recv_timeout(tk.c, 4)
+        v2 = recv_timeout(tk.c, 4)
+        assert v1 >= t0 + 0.025
+        assert v2 - v1 >= 0.02
+    finally:
+        tk.stop()
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("d", [0, -1, -0.5])
+def test_ticker_nonpositive_panics(d):
+    with pytest.raises(PanicError) as ei:
+        Ticker(d)
+    assert str(ei.value) == "non-positive interval for NewTicker"
+    _sanity()
+
+
+@pytest.mark.timeout(15)
+def test_many_timers_all_fire():
+    n = 1000
+    done = chan(n)
+
+    def f(i):
+        sleep((i % 50) * 0.002)
+        done.send(i)
+
+    for i in range(n):
+        go(f, i)
+    assert sorted(recv_timeout(done, 10) for _ in range(n)) == list(range(n))
+
+
+@pytest.mark.timeout(10)
+def test_timer_created_in_thread_received_in_goroutine():
+    box = {}
+    threading.Thread(target=lambda: box.setdefault("t", Timer(0.02))).start()
+    for _ in range(500):
+        if "t" in box:
+            break
+        stdtime.sleep(0.01)
+    assert in_goroutine(lambda: recv_timeout(box["t"].c) > 0) is True
