@@ -438,11 +438,11 @@ def pygmp_child(bench, n, m):
                     y.recv()
                 res.send(perf() - t0)
 
-            def pong():
+            def pong2():
                 homes["b"] = threading.get_ident()
                 for _ in range(warmup + n):
                     y.send(x.recv())
-            run_b(pong)
+            run_b(pong2)
             run_a(ping)
             el = res.recv()
             out = dict(base, us_per_roundtrip=el * 1e6 / n,
@@ -569,6 +569,8 @@ def build_go(install):
     go = shutil.which("go")
     if go is None and install:
         log("installing golang-go with apt-get ...")
+        subprocess.run(["apt-get", "update", "-q"], stdout=subprocess.DEVNULL,
+                       check=False)
         subprocess.run(["apt-get", "install", "-y", "-q", "golang-go"],
                        stdout=subprocess.DEVNULL, check=False)
         go = shutil.which("go")
@@ -615,6 +617,13 @@ def run_child(cmd, env, timeout):
             except ValueError:
                 pass
             break
+    if res is not None and p.returncode != 0:
+        # it measured and reported, then died (e.g. a crash at interpreter
+        # exit): keep the number, flag the crash
+        why = "exit %d" % p.returncode if p.returncode >= 0 else \
+            "signal %d" % -p.returncode
+        res["exit_crash"] = why
+        return "ok", res, "after RESULT: %s\n%s" % (why, (err or "")[-2000:]), el
     if p.returncode != 0 or res is None:
         why = "exit %d" % p.returncode if p.returncode >= 0 else \
             "signal %d" % -p.returncode
@@ -622,6 +631,33 @@ def run_child(cmd, env, timeout):
     if "na" in res:
         return "n/a", res, res["na"], el
     return "ok", res, "", el
+
+
+SNAPSHOT_DIR = None  # set by --snapshot: a frozen copy of the pygmp package
+
+
+def snapshot_pygmp():
+    """Copy the pygmp package the children would import into a temporary
+    directory and put it first on their PYTHONPATH, so that edits made to the
+    sources while a run is in progress do not mix versions within a run."""
+    import importlib.util
+    env_pp = os.environ.get("PYTHONPATH", "")
+    root = os.path.dirname(HERE)
+    saved = sys.path[:]
+    sys.path[:0] = [p for p in env_pp.split(os.pathsep) if p] + [root]
+    try:
+        spec = importlib.util.find_spec("pygmp")  # does not import it
+    finally:
+        sys.path[:] = saved
+    if spec is None or not spec.submodule_search_locations:
+        log("--snapshot: pygmp not found; children import it as usual")
+        return None
+    src = list(spec.submodule_search_locations)[0]
+    dst = tempfile.mkdtemp(prefix="pygmp-bench-snap-")
+    shutil.copytree(src, os.path.join(dst, "pygmp"),
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    log("--snapshot: children use a copy of %s in %s" % (src, dst))
+    return dst
 
 
 def child_command(rt, bench, spec, size, m, go_exe):
@@ -643,6 +679,8 @@ def child_command(rt, bench, spec, size, m, go_exe):
     root = os.path.dirname(HERE)
     pp = env.get("PYTHONPATH", "")
     env["PYTHONPATH"] = pp + (os.pathsep if pp else "") + root
+    if SNAPSHOT_DIR and runtime == "pygmp":
+        env["PYTHONPATH"] = SNAPSHOT_DIR + os.pathsep + env["PYTHONPATH"]
     return cmd, env
 
 
@@ -673,6 +711,8 @@ def machine_info(go_ver):
                         "--always", "--dirty"], capture_output=True,
                        text=True)
     info["pygmp_rev"] = r.stdout.strip() or None
+    if SNAPSHOT_DIR:
+        info["pygmp_snapshot"] = SNAPSHOT_DIR
     if not info["pygmp_rev"]:  # no commit yet: fingerprint the sources
         import hashlib
         h = hashlib.sha1()
@@ -733,6 +773,11 @@ def summarize(bench, spec, runs, quick):
                           "na"):
                     if k in extra[-1]:
                         ent[k] = extra[-1][k]
+                crashes = [r["exit_crash"] for r in extra
+                           if "exit_crash" in r]
+                if crashes:
+                    ent["exit_crashes"] = crashes
+                    ent["exit_crash_stderr"] = [r[2] for r in rr if r[2]][0]
                 same = [r.get("same_thread") for r in extra
                         if "same_thread" in r]
                 if same:
@@ -784,6 +829,8 @@ def cell(row, rt):
             s += " †"  # the pair did not stay on one P in some runs
         if same and row["bench"] != "pingpong_1p" and any(same):
             s += " ‡"  # placement on two Ps failed in some runs
+        if ent.get("exit_crashes"):
+            s += " §%d" % len(ent["exit_crashes"])
         if ent["status"] != "ok":
             s += " (%s)" % ent["status"]
         return s
@@ -823,7 +870,8 @@ def markdown(rows, info):
            "CPUs usable, Python {py}, gevent {gev}, greenlet {grn}, {go}; "
            "pygmp {rev}. ↑ = higher is better (ratio > 1 is better there); "
            "elsewhere lower is better. † the pair ran on two threads in "
-           "some runs; ‡ the pair shared a thread in some runs. Load "
+           "some runs; ‡ the pair shared a thread in some runs; §k: k runs "
+           "crashed at exit after reporting (value kept). Load "
            "average at start/end: {la0} / {la1}.").format(
         la0=info.get("loadavg_start"), la1=info.get("loadavg_end"),
         reps=info.get("reps"), cpu=info.get("cpu_model", "?"),
@@ -850,20 +898,33 @@ def plot(rows, path):
         if row["better"] == "higher":  # plot as cost ratio, lower = better
             a = 1 / a if a else None
             b = 1 / b if b else None
-        labels.append(row["label"])
+        labels.append(row["label"] + (" (1/x)" if row["better"] == "higher"
+                                      else ""))
         r1.append(a or 0)
         rn.append(b or 0)
+        t = BENCHES[row["bench"]]["rows"]
+        t = [x[4] for x in t if x[0] == row["metric"]][0]
+        tg.append(t[1] if t and t[0] == "ratio" else None)
     if not labels:
         log("--plot: no ratios to plot")
         return
-    import math
     fig, ax = plt.subplots(figsize=(9, 4.5))
     x = range(len(labels))
     w = 0.38
     ax.bar([i - w / 2 for i in x], r1, w, label="pygmp P=1 / gevent")
     ax.bar([i + w / 2 for i in x], rn, w, label="pygmp P=N / gevent")
     ax.axhline(1.0, color="k", lw=0.8)
+    for i, t in enumerate(tg):
+        if t is not None:
+            ax.plot([i - 2 * w / 1.6, i + 2 * w / 1.6], [t, t], color="red",
+                    lw=1.5, label="target" if i == tg.index(t) and
+                    t == next(v for v in tg if v is not None) else None)
     ax.set_yscale("log")
+    from matplotlib.ticker import ScalarFormatter
+    for axis in (ax.yaxis,):
+        axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xticks(list(x))
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("cost ratio vs gevent (lower is better, log)")
@@ -871,7 +932,6 @@ def plot(rows, path):
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     log("wrote %s" % path)
-    del math
 
 
 def driver(args):
@@ -884,6 +944,9 @@ def driver(args):
                      % (bad, ", ".join(BENCHES)))
         names = [nm for nm in names if nm in want]
     reps = args.reps if args.reps else (1 if args.quick else 5)
+    global SNAPSHOT_DIR
+    if args.snapshot:
+        SNAPSHOT_DIR = snapshot_pygmp()
     go_exe, go_ver = (None, None) if args.no_go else build_go(args.install_go)
     info = machine_info(go_ver)
     info["reps"] = reps
@@ -938,7 +1001,7 @@ def driver(args):
                 log("    %s %s (%.1f s)%s" % (st, shown, el,
                                               ("\n    " + err.strip()
                                                .replace("\n", "\n    "))
-                                              if st != "ok" and err else ""))
+                                              if err else ""))
     rows = []
     for nm in names:
         rows.extend(summarize(nm, BENCHES[nm], all_runs[nm], args.quick))
@@ -958,6 +1021,9 @@ def driver(args):
     log("wrote %s (%.0f s in all)" % (out, info["elapsed_s"]))
     if args.plot:
         plot(rows, os.path.join(RESULTS, "core.png"))
+    for tmp in (SNAPSHOT_DIR, go_exe and os.path.dirname(go_exe)):
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def main():
@@ -975,6 +1041,9 @@ def main():
     ap.add_argument("--install-go", action="store_true",
                     help="apt-get install golang-go when `go` is missing")
     ap.add_argument("--no-go", action="store_true", help="skip Go")
+    ap.add_argument("--snapshot", action="store_true",
+                    help="copy the pygmp package once at start and run every "
+                         "child on that copy (for sources edited meanwhile)")
     ap.add_argument("--plot", action="store_true",
                     help="write bench/results/core.png (needs matplotlib)")
     ap.add_argument("--json", help="write JSON here instead of "

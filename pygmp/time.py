@@ -67,12 +67,13 @@ def sleep(d):
 class Timer:
     """A single event: after ``d`` seconds the current time is sent on ``.c``."""
 
-    __slots__ = ("c", "_mu", "_rt", "_f", "__weakref__")
+    __slots__ = ("c", "_mu", "_rt", "_f", "_sent", "__weakref__")
 
     def __init__(self, d, _f=None):
         d = _check_duration(d, "Timer")
         self._mu = threading.Lock()
         self._f = _f
+        self._sent = -1         # seq whose value was delivered to c
         self.c = None if _f is not None else Chan(1)
         self._rt = RTimer(Timer._fire, self)
         with self._mu:
@@ -89,26 +90,33 @@ class Timer:
         with self._mu:
             if self._rt.seq != seq:
                 return              # stopped or reset since it was armed: stale
+            self._sent = seq
             self.c._try_send(_monotonic())
 
     def stop(self):
         """Prevent the timer from firing; True if it was active (including a value
         sent but not yet received, which is discarded)."""
         with self._mu:
-            was = deltimer(self._rt)
-            self._rt.seq += 1
-            if self.c is not None and self.c._drain():
-                was = True
-            return was
+            return self._disarm()
+
+    def _disarm(self):
+        # Go 1.23: a timer that expired but whose value was not received yet is
+        # still active; its value is discarded.  Called with _mu held.
+        rt = self._rt
+        seq = rt.seq
+        was = deltimer(rt)
+        if not was and rt.fired == seq and self._sent != seq:
+            was = True              # popped to fire, value not delivered yet
+        rt.seq += 1
+        if self.c is not None and self.c._drain():
+            was = True
+        return was
 
     def reset(self, d):
         """Re-arm for ``d`` seconds from now; returns whether it was active."""
         d = _check_duration(d, "Timer.reset")
         with self._mu:
-            was = deltimer(self._rt)
-            self._rt.seq += 1
-            if self.c is not None and self.c._drain():
-                was = True
+            was = self._disarm()
             addtimer(self._rt, _monotonic() + d)
             return was
 

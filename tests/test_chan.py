@@ -485,3 +485,17 @@ def test_threads_and_goroutines_share_channel():
     assert len(seen) == 2 * n_threads * per
     for t in threads:
         t.join(5)
+
+
+@pytest.mark.timeout(10)
+def test_go_without_function_type_error():
+    with pytest.raises(TypeError):
+        go()
+    _sanity()
+
+
+@pytest.mark.timeout(10)
+def test_for_loop_over_closed_empty_chan():
+    c = chan(3)
+    c.close()
+    assert list(c) == []

@@ -260,7 +260,7 @@ class ChanWithParkedGoroutines(RuleBasedStateMachine):
 
 TestChanWithParkedGoroutines = ChanWithParkedGoroutines.TestCase
 TestChanWithParkedGoroutines.settings = settings(
-    max_examples=60, stateful_step_count=25, deadline=None,
+    max_examples=100, stateful_step_count=25, deadline=None,
     suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -154,10 +154,6 @@ def test_fan_in_with_select():
     go(talk, "a", a, 300)
     go(talk, "b", b, 300)
     seen = {"a": [], "b": []}
-
-    def closer():
-        pass
-
     for _ in range(600):
         i, v = select(a.recv, b.recv, quit.recv)
         assert i in (0, 1)
@@ -181,11 +177,14 @@ def test_worker_pool(procs):
             for j in jobs:
                 results.send((wid, j, j * 2))
 
+        def feeder():
+            for j in range(n_jobs):
+                jobs.send(j)
+            jobs.close()
+
         for w in range(n_workers):
             go(worker, w)
-        for j in range(n_jobs):
-            jobs.send(j)
-        jobs.close()
+        go(feeder)
         got = [recv_timeout(results, 30) for _ in range(n_jobs)]
         assert sorted(r[1] for r in got) == list(range(n_jobs))
         assert all(r[2] == 2 * r[1] for r in got)

@@ -257,6 +257,18 @@ def test_deadlock_with_parked_goroutines_lists_them():
 
 
 @pytest.mark.timeout(30)
+def test_deadlock_on_sync_primitives():
+    r = run_script("""
+        from pygmp.sync import Mutex
+        m = Mutex()
+        m.lock()
+        m.lock()
+    """, timeout=20)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert DEADLOCK in r.stderr
+
+
+@pytest.mark.timeout(30)
 def test_deadlock_after_work_done():
     r = run_script("""
         from pygmp import go, chan
@@ -317,6 +329,74 @@ def test_no_deadlock_while_plain_thread_running():
     """, timeout=20)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "from thread"
+
+
+@pytest.mark.timeout(30)
+def test_no_deadlock_while_goroutine_blocks_outside_runtime():
+    # a goroutine stuck in a plain (not handed-off) blocking call is running,
+    # not asleep: main waiting for it is no deadlock
+    r = run_script("""
+        import time
+        from pygmp import go, chan
+        c = chan()
+        def g():
+            time.sleep(0.5)
+            c.send("slept")
+        go(g)
+        print(c.recv())
+    """, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "slept"
+
+
+@pytest.mark.timeout(30)
+def test_no_deadlock_while_goroutine_computes():
+    r = run_script("""
+        from pygmp import go, chan
+        c = chan()
+        def g():
+            x = 0
+            for i in range(3_000_000):
+                x += i
+            c.send(x)
+        go(g)
+        print(c.recv())
+    """, timeout=25)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == str(sum(range(3_000_000)))
+
+
+@pytest.mark.timeout(30)
+def test_main_exception_with_busy_goroutines_exits_1():
+    r = run_script("""
+        from pygmp import go, chan
+        from pygmp.time import sleep
+        def busy():
+            while True:
+                sleep(0.001)
+        for _ in range(20):
+            go(busy)
+        sleep(0.05)
+        raise RuntimeError("main fails")
+    """, timeout=20)
+    assert r.returncode == 1, r.stderr
+    assert "RuntimeError: main fails" in r.stderr
+
+
+@pytest.mark.timeout(30)
+def test_panic_in_goroutine_started_from_plain_thread():
+    r = run_script("""
+        import threading
+        from pygmp import go, chan
+        def bad():
+            raise ZeroDivisionError("from thread-spawned goroutine")
+        t = threading.Thread(target=lambda: go(bad))
+        t.start()
+        t.join()
+        chan().recv()
+    """, timeout=20)
+    assert r.returncode == 2, r.stderr
+    assert "panic: ZeroDivisionError: from thread-spawned goroutine" in r.stderr
 
 
 # ---------------------------------------------------------------- goexit in main

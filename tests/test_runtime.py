@@ -351,3 +351,14 @@ def test_set_max_threads_returns_previous():
         assert rt.set_max_threads(prev) == 5000
     finally:
         rt.set_max_threads(prev)
+
+
+@pytest.mark.parametrize("val", ["0", "-2", "abc", ""])
+def test_gomaxprocs_env_invalid_ignored(val):
+    # Go ignores a GOMAXPROCS that is not a positive integer
+    r = run_script("""
+        from pygmp.runtime import gomaxprocs, num_cpu
+        print(gomaxprocs() == num_cpu())
+    """, timeout=30, env={"GOMAXPROCS": val})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True"]

@@ -293,3 +293,53 @@ def test_timer_created_in_thread_received_in_goroutine():
             break
         stdtime.sleep(0.01)
     assert in_goroutine(lambda: recv_timeout(box["t"].c) > 0) is True
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize("d", [0, -1])
+def test_timer_nonpositive_fires_at_once(d):
+    t = Timer(d)
+    assert isinstance(recv_timeout(t.c, 5), float)
+
+
+@pytest.mark.timeout(20)
+def test_timer_stop_race_never_leaves_stale_value():
+    # Nobody receives before stop(), so under Go 1.23 rules stop() always
+    # reports the timer active and no value is ever received afterwards,
+    # whether or not it had already expired.
+    timers = []
+    for i in range(300):
+        t = Timer(0.0005 * (i % 7))
+        if i % 3 == 0:
+            stdtime.sleep(0.0003)
+        assert t.stop() is True, i
+        timers.append(t)
+    stdtime.sleep(0.05)
+    for t in timers:
+        assert not is_ready(t.c)
+
+
+@pytest.mark.timeout(20)
+def test_timer_reset_race_exactly_one_fresh_value():
+    for i in range(100):
+        t = Timer(0.0005 * (i % 5))
+        if i % 2:
+            stdtime.sleep(0.0005)
+        t0 = now()
+        assert t.reset(0.01) is True, i
+        v = recv_timeout(t.c, 5)
+        assert v >= t0 + 0.009, (i, v - t0)
+        assert not is_ready(t.c)
+
+
+@pytest.mark.timeout(10)
+def test_ticker_in_goroutine():
+    def f():
+        tk = Ticker(0.01)
+        try:
+            return [recv_timeout(tk.c) for _ in range(3)]
+        finally:
+            tk.stop()
+
+    vals = in_goroutine(f)
+    assert len(vals) == 3 and vals == sorted(vals)

@@ -20,6 +20,7 @@ import time
 from .g import Sudog, _Gwaiting, _Grunning
 from .panic import PanicError
 from . import proc
+from .hot import _hot
 
 _Lock = threading.Lock
 _getrandbits = random.getrandbits
@@ -470,3 +471,32 @@ def _dequeue_stale(chans, parsed, sgs, win):
         else:
             _remove(q, sg)
     _unlock_all(chans)
+
+
+# ---------------------------------------------------------------------------
+# the C hot path (csrc/hot.c): same semantics, same names
+
+if _hot is not None:
+    _PyChan = Chan
+
+    class Chan(_hot.ChanBase):
+        """A Go channel.  ``chan(size=0)``."""
+
+        __slots__ = ()
+
+        def __repr__(self):
+            if self._isnil:
+                return "nilchan"
+            return "<chan cap=%d len=%d%s>" % (self.cap(), len(self), " closed" if self._closed else "")
+
+        def __iter__(self):
+            recv_ = self.recv_
+            while True:
+                v, ok = recv_()
+                if not ok:
+                    return
+                yield v
+
+    NilChan = Chan
+    nilchan = Chan(0, _nil=True)
+    select = _hot.select

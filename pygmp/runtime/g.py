@@ -13,6 +13,8 @@ released; readying them releases it.
 
 import threading
 
+from .hot import _hot
+
 # G statuses, Go's names (runtime2.go).
 _Gidle = 0
 _Grunnable = 1
@@ -29,12 +31,15 @@ STATUS_NAMES = {
 }
 
 
-class G:
-    __slots__ = (
-        "goid", "status", "glet", "fn", "args", "kwargs", "ctx", "home",
-        "waitreason", "waitsince", "param", "creator", "locked", "sema",
-        "sleeptimer", "lockedcount", "m", "__weakref__",
-    )
+# Fields the C hot path reads and writes live in the C base (csrc/hot.c GBase);
+# the rest are Python slots.  Without the extension, all are Python slots.
+_CFIELDS = ("status", "locked", "glet", "home", "param", "sema", "waitreason", "waitsince")
+_PYFIELDS = ("goid", "fn", "args", "kwargs", "ctx", "creator", "sleeptimer",
+             "lockedcount", "m", "__weakref__")
+
+
+class G(_hot.GBase if _hot is not None else object):
+    __slots__ = _PYFIELDS if _hot is not None else _CFIELDS + _PYFIELDS
 
     def __init__(self, goid, fn, args, kwargs, ctx, creator):
         self.goid = goid
@@ -47,7 +52,7 @@ class G:
         self.home = None          # P, set at first run; never changes after
         self.waitreason = ""
         self.waitsince = 0.0
-        self.param = None         # set by the waker: the sudog that completed
+        self.param = None         # set by the waker: the sudog that completed (Python path)
         self.creator = creator    # (goid, code, lineno) of the go() call site
         self.locked = False       # a thread G (parks on sema, has no P)
         self.sema = None

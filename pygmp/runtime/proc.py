@@ -26,8 +26,8 @@ from greenlet import greenlet, getcurrent, GreenletExit
 
 from . import panic as _panic
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
-from .p import (P, runqput_remote, runqsteal_movable, runqgrab_movable,
-                RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead)
+from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
+from .hot import _hot
 
 _monotonic = time.monotonic
 _copy_context = contextvars.copy_context
@@ -38,6 +38,8 @@ GFREE_MAX = 256            # per-P cache of finished greenlets
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
+NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (checked every 61 ticks)
+NETPOLL_STALE = 0.010      # an idle P polls a busy P's fds when they have not been polled for this long
 
 
 class M:
@@ -118,6 +120,8 @@ def start():
         m0.tg = s.maing
         s.threadgs[mt.ident] = s.maing
         _sched = s
+        if _hot is not None:
+            _hot.set_globrunq(s.runq)
         _procresize(s, _initial_procs())
         from . import sysmon
         sysmon.start(s)
@@ -241,7 +245,7 @@ def runqput(p, g, nxt):
 
 def _runqputslow(p):
     """Local movable Gs overflowed: move half of them to the global queue."""
-    batch = runqgrab_movable(p, RUNQ_MOVABLE_MAX // 2)
+    batch = p.rq_grab_movable(RUNQ_MOVABLE_MAX // 2)
     if batch:
         s = _sched
         with s.lock:
@@ -249,16 +253,10 @@ def _runqputslow(p):
 
 
 def runqget(p):
-    """Owner-only get: fairness tick, runnext (capped streak), local runq."""
+    """Owner-only get: runnext (capped streak), then the local runq."""
     p.schedtick += 1
     if p.stuck:
         p.stuck = False
-    s = _sched
-    if p.schedtick % FAIRNESS_TICKS == 0 and s.runq and not p.draining:
-        g = globrunqget(p, 1)
-        if g is not None:
-            p.streak = 0
-            return g
     lock = p.lock
     lock.acquire()
     nx = p.runnext
@@ -292,14 +290,24 @@ def globrunqget(p, maxn):
         batch = [s.runq.popleft() for _ in range(k)]
     g = batch[0]
     if len(batch) > 1:
-        with p.lock:
-            p.runq.extend(batch[1:])
-            p.nmovable += len(batch) - 1
+        p.rq_extend(batch[1:])
     return g
 
 
 def next_local(p):
-    """The next G this P can run without blocking or stealing; runs due timers."""
+    """The next G this P can run without blocking or stealing; runs due timers.
+    (The C hot path runs its own fast version and calls this one every 61st
+    tick, when a timer may be due, or when the global queue has work.)"""
+    if (p.schedtick + 1) % FAIRNESS_TICKS == 0:
+        p.schedtick += 1
+        # a busy P polls its fds every few ms so I/O waiters are not starved
+        if _monotonic() - p.lastpoll > NETPOLL_BUSY_INTERVAL:
+            p.parker.poll()
+        if _sched.runq and not p.draining:
+            g = globrunqget(p, 1)        # fairness: the global queue is not starved
+            if g is not None:
+                p.streak = 0
+                return g
     t0 = p.timer0
     if t0 is not None and t0 <= _monotonic():
         from .timers import runtimers
@@ -364,7 +372,7 @@ def _gbody(g):
         _rung(g)
         p = g.home
         _gdestroy(p, g)
-        nxt = next_local(p)
+        nxt = next_local_fast(p)
         if nxt is not None and nxt.glet is None:
             _bind(p, nxt, me)
             p.curg = nxt
@@ -396,7 +404,7 @@ def gopark(g, reason):
         _park_thread(g)
         return
     p = g.home
-    nxt = next_local(p)
+    nxt = next_local_fast(p)
     if nxt is g:
         g.status = _Grunning
         return
@@ -442,7 +450,7 @@ def goready(g):
     if m is not None and m.p is p:
         runqput(p, g, True)
     else:
-        runqput_remote(p, g)
+        p.rq_put_remote(g)
 
 
 def park_current(reason):
@@ -470,12 +478,11 @@ def gosched():
         return
     p = g.home
     with p.lock:
-        if not p.runq and p.runnext is None and not _sched.runq:
+        if not p.rq_len() and p.runnext is None and not _sched.runq:
             return
     g.status = _Grunnable
-    with p.lock:
-        p.runq.append(g)
-    nxt = next_local(p)
+    p.rq_append(g)
+    nxt = next_local_fast(p)
     if nxt is g or nxt is None:
         g.status = _Grunning
         return
@@ -488,6 +495,8 @@ def gosched():
 def _worker(p):
     m = M("worker", p)
     _tls.m = m
+    if _hot is not None:
+        _hot.set_current_p(p)
     p.m = m
     p.g0 = getcurrent()
     p.ident = m.ident
@@ -537,11 +546,14 @@ def findrunnable(p):
                 return g
             if p.nhomed == 0:
                 return None
-        g = next_local(p)
+        g = next_local_fast(p)
         if g is not None:
             if p.spinning:
                 _resetspinning(p)
             return g
+        # non-blocking netpoll: ready Gs waiting on this P's fds
+        if p.parker.poll():
+            continue
         if not p.draining:
             g = _stealwork(p)
             if g is not None:
@@ -553,7 +565,7 @@ def findrunnable(p):
 
 def _drain_step(p):
     """A removed P gives away its movable Gs and then runs only its homed Gs."""
-    moved = runqgrab_movable(p, 1 << 30)
+    moved = p.rq_grab_movable(1 << 30)
     with p.lock:
         nx = p.runnext
         if nx is not None and nx.home is None:
@@ -593,15 +605,16 @@ def _stealwork(p):
         if t0 is not None and t0 <= now:
             from .timers import runtimers
             runtimers(q)
+        # a busy or blocked P must not hold up readiness of fds in its poller
+        if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
+            q.parker.poll()
         if q.nmovable or (q.stuck and q.runnext is not None):
-            taken = runqsteal_movable(q, GLOBRUNQ_BATCH_MAX)
+            taken = q.rq_steal(GLOBRUNQ_BATCH_MAX)
             if taken:
                 p.stealcount += len(taken)
                 g = taken[0]
                 if len(taken) > 1:
-                    with p.lock:
-                        p.runq.extend(taken[1:])
-                        p.nmovable += len(taken) - 1
+                    p.rq_extend(taken[1:])
                 return g
     return runqget(p)     # other Ps' timers may have readied Gs homed here
 
@@ -648,7 +661,7 @@ def _idle_sleep(p, s, alldead):
     # added concurrently either is seen here or its adder sees us sleeping with
     # an unknown/later deadline and unparks us (timers.wake_for_timer).
     with p.lock:
-        sleep = not p.runq and p.runnext is None
+        sleep = not p.rq_len() and p.runnext is None
         p.sleeping = sleep
         p.sleepuntil = SLEEP_UNKNOWN
     try:
@@ -702,6 +715,7 @@ def wakep():
 
 def _newp(s):
     p = P(s.nextpid, _new_parker())
+    p.parker.bind(p)          # the parker updates p.lastpoll
     s.nextpid += 1
     return p
 
@@ -799,7 +813,7 @@ def checkdead():
         allp = list(s.allp)
     for p in allp:
         with p.lock:
-            if p.runq or p.runnext is not None or not p.sleeping:
+            if p.rq_len() or p.runnext is not None or not p.sleeping:
                 return
         if p.ntimers or p.curg is not None:
             return
@@ -826,6 +840,9 @@ def _after_fork_child():
         _old.append(_sched)
     _sched = None
     _tls = threading.local()
+    if _hot is not None:
+        _hot.set_current_p(None)
+        _hot.set_globrunq(None)
 
 
 def _install_hooks():
@@ -913,3 +930,22 @@ def go_locked(fn, args, kwargs):
     t = threading.Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
     t.start()
     started.wait()
+
+
+# ---------------------------------------------------------------------------
+# the C hot path (csrc/hot.c) replaces the reference implementations above
+
+_getg_py = getg
+if _hot is not None:
+    from .chan import default as _default
+    _hot.init(getg=_getg_py, park_thread=_park_thread, next_local=next_local,
+              bind=_bind, runqputslow=_runqputslow, park_current=park_current,
+              globrunqget=globrunqget, panic_error=_panic.PanicError, default=_default)
+    getg = _hot.getg
+    gopark = _hot.gopark
+    goready = _hot.goready
+    runqput = _hot.runqput
+    runqget = _hot.runqget
+    next_local_fast = _hot.next_local
+else:
+    next_local_fast = next_local

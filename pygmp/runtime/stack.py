@@ -90,7 +90,7 @@ def all_gs():
     for p in allp:
         with p.lock:
             gs.extend(p.gs)
-            gs.extend(g for g in p.runq if g.glet is None)
+        gs.extend(g for g in p.rq_snapshot() if g.glet is None)
         nx = p.runnext
         if nx is not None and nx.glet is None:
             gs.append(nx)

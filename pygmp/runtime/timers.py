@@ -27,7 +27,7 @@ _heappop = heapq.heappop
 
 class RTimer:
     """A runtime timer: call ``f(arg, seq)`` at ``when`` (and every ``period``)."""
-    __slots__ = ("when", "period", "f", "arg", "seq", "p", "active")
+    __slots__ = ("when", "period", "f", "arg", "seq", "p", "active", "fired")
 
     def __init__(self, f, arg):
         self.when = 0.0
@@ -37,6 +37,7 @@ class RTimer:
         self.seq = 0
         self.p = None
         self.active = False
+        self.fired = -1        # seq at the last time runtimers popped it to fire
 
 
 def _pick_p(s):
@@ -88,7 +89,9 @@ def deltimer(t):
         t.seq += 1
         p.ntimers -= 1
         h = p.timers
-        if len(h) > 64 and len(h) > 4 * p.ntimers:
+        # stale entries keep their timers (and what those reference) alive:
+        # compact once they are the majority (amortized O(1) per delete)
+        if len(h) > 16 and len(h) > 2 * p.ntimers:
             h[:] = [e for e in h if e[2].seq == e[3] and e[2].active]
             heapq.heapify(h)
             p.timer0 = h[0][0] if h else None
@@ -108,6 +111,7 @@ def runtimers(p):
             when, _, t, seq = _heappop(h)
             if t.seq != seq or not t.active or t.p is not p:
                 continue
+            t.fired = seq
             if t.period > 0:
                 nxt = when + t.period
                 if nxt <= now:   # fell behind: skip missed periods (tickers drop ticks)
