@@ -49,6 +49,8 @@ static PyObject *py_globrunqget;   /* proc.globrunqget(p, n) */
 static PyObject *PanicError;
 static PyObject *default_case;     /* the `default` sentinel */
 static PyObject *glob_runq;        /* sched.runq deque (hint: non-empty?) */
+static PyObject *py_freeze;        /* proc._freeze(): block this worker forever (exit) */
+static atomic_int exiting;         /* the process is exiting: workers freeze at their next park */
 static PyObject *tuple_none;       /* (None,) */
 static PyObject *s_send, *s_recv, *s_recv_, *s_release, *s_acquire, *s_unpark,
                 *s_chan_send, *s_chan_recv, *s_select, *s_select_nocases,
@@ -529,6 +531,11 @@ static int switchto_c(PObject *p, PyObject *nxt) {
 /* gopark: the caller published a waiter and set status = Gwaiting. */
 static int gopark_c(GObject *g, PyObject *reason) {
     Py_SETREF(g->waitreason, Py_NewRef(reason));
+    if (atomic_load_explicit(&exiting, memory_order_relaxed) && py_freeze && !g->locked) {
+        PyObject *r = PyObject_CallNoArgs(py_freeze);   /* does not return */
+        Py_XDECREF(r);
+        return -1;
+    }
     if (g->locked) {
         PyObject *r = PyObject_CallOneArg(py_park_thread, (PyObject *)g);
         if (!r) return -1;
@@ -1340,6 +1347,11 @@ static PyObject *m_init(PyObject *m, PyObject *args, PyObject *kw) {
     Py_XSETREF(default_case, Py_NewRef(a[8]));
     Py_RETURN_NONE;
 }
+static PyObject *m_set_exiting(PyObject *m, PyObject *f) {
+    if (f != Py_None) Py_XSETREF(py_freeze, Py_NewRef(f));
+    atomic_store(&exiting, f != Py_None);
+    Py_RETURN_NONE;
+}
 static PyObject *m_set_globrunq(PyObject *m, PyObject *q) {
     Py_XSETREF(glob_runq, q == Py_None ? NULL : Py_NewRef(q));
     Py_RETURN_NONE;
@@ -1348,6 +1360,7 @@ static PyObject *m_set_globrunq(PyObject *m, PyObject *q) {
 static PyMethodDef mod_methods[] = {
     {"init", (PyCFunction)(void (*)(void))m_init, METH_VARARGS | METH_KEYWORDS, "register the Python side"},
     {"set_globrunq", (PyCFunction)m_set_globrunq, METH_O, "the global runqueue (for its emptiness hint)"},
+    {"set_exiting", (PyCFunction)m_set_exiting, METH_O, "set_exiting(freeze_fn): workers call it at their next park; None: clear"},
     {"set_current_p", (PyCFunction)m_set_current_p, METH_O, "this worker thread drives P (None: none)"},
     {"runqput", (PyCFunction)(void (*)(void))m_runqput, METH_FASTCALL, "runqput(p, g, nxt) (owner)"},
     {"runqget", (PyCFunction)m_runqget, METH_O, "runqget(p) (owner) -> G or None"},

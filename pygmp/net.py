@@ -231,13 +231,13 @@ def _offthread(fn, *args, deadline=None):
     return v
 
 
-def _resolve(network, family, socktype, host, port, deadline, passive):
+def _resolve(network, family, socktype, host, port, deadline, passive, address=None):
     """[(family, sockaddr)] for host/port, IPv4 first."""
     fam = _literal_family(host) if host else None
     if fam is not None:
         if family != _socket.AF_UNSPEC and fam != family:
             raise ValueError("address %r: not an %s address for network %r"
-                             % (host, "IPv4" if family == _socket.AF_INET else "IPv6", network))
+                             % (address or host, "IPv4" if family == _socket.AF_INET else "IPv6", network))
         if fam == _socket.AF_INET:
             return [(fam, (host, port))]
         infos = _socket.getaddrinfo(host, port, fam, socktype, 0, _socket.AI_NUMERICHOST)
@@ -467,7 +467,7 @@ def _packet_target(network, family, addr):
         return addr
     host, port = _split_host_port(addr, "udp")
     fam = family if family in (_socket.AF_INET, _socket.AF_INET6) else _socket.AF_UNSPEC
-    cands = _resolve(network, _socket.AF_UNSPEC, _socket.SOCK_DGRAM, host, port, None, False)
+    cands = _resolve(network, _socket.AF_UNSPEC, _socket.SOCK_DGRAM, host, port, None, False, addr)
     for f, sa in cands:
         if f == fam:
             return sa
@@ -564,7 +564,7 @@ def listen(network, address):
     _check_network(network, _STREAM, "listen")
     host, port = _split_host_port(address, "tcp")
     family = _STREAM[network]
-    fam, sa = _resolve(network, family, _socket.SOCK_STREAM, host, port, None, True)[0]
+    fam, sa = _resolve(network, family, _socket.SOCK_STREAM, host, port, None, True, address)[0]
     s = _socket.socket(fam, _socket.SOCK_STREAM)
     try:
         s.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
@@ -587,7 +587,7 @@ def listen_packet(network, address):
     _check_network(network, _PACKET, "listen_packet")
     host, port = _split_host_port(address, "udp")
     family = _PACKET[network]
-    fam, sa = _resolve(network, family, _socket.SOCK_DGRAM, host, port, None, True)[0]
+    fam, sa = _resolve(network, family, _socket.SOCK_DGRAM, host, port, None, True, address)[0]
     s = _socket.socket(fam, _socket.SOCK_DGRAM)
     try:
         if fam == _socket.AF_INET6:
@@ -619,7 +619,8 @@ def dial(network, address, timeout=None):
         return Conn(fd, network, Addr(network, address))
     if network in _PACKET:
         host, port = _split_host_port(address, "udp")
-        cands = _resolve(network, _PACKET[network], _socket.SOCK_DGRAM, host, port, deadline, False)
+        cands = _resolve(network, _PACKET[network], _socket.SOCK_DGRAM, host, port, deadline, False,
+                         address)
         fam, sa = cands[0]
         s = _socket.socket(fam, _socket.SOCK_DGRAM)
         fd = _netfd.FD(s)
@@ -631,7 +632,8 @@ def dial(network, address, timeout=None):
         return PacketConn(fd, network)
     _check_network(network, _STREAM, "dial")
     host, port = _split_host_port(address, "tcp")
-    cands = _resolve(network, _STREAM[network], _socket.SOCK_STREAM, host, port, deadline, False)
+    cands = _resolve(network, _STREAM[network], _socket.SOCK_STREAM, host, port, deadline, False,
+                     address)
     err = None
     for fam, sa in cands:
         s = _socket.socket(fam, _socket.SOCK_STREAM)

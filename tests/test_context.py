@@ -8,13 +8,13 @@ import weakref
 
 import pytest
 
-from pygmp import chan, go, nilchan, select, default
+from pygmp import chan, go, nilchan, select
 from pygmp import context
 from pygmp import time as ptime
 from pygmp.context import (background, with_cancel, with_deadline, with_timeout,
                            with_value, canceled, deadline_exceeded)
 
-from _helpers import in_goroutine, in_thread, recv_timeout, is_ready, wait_until
+from _helpers import in_goroutine, in_thread, recv_timeout, is_ready
 
 pytestmark = pytest.mark.timeout(60)
 

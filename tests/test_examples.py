@@ -340,7 +340,7 @@ def redis_mod():
 @pytest.mark.parametrize("procs", [1, 2])
 def test_kv_server_commands(server, redis_mod, procs):
     srv = server("kv_server.py", procs)
-    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10)
+    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10, protocol=2)
     assert r.ping() is True
     assert r.echo("hello") == b"hello"
     assert r.get("missing") is None
@@ -350,9 +350,15 @@ def test_kv_server_commands(server, redis_mod, procs):
     assert r.set("b", "x", xx=True) is None
     assert r.set("a", "3", xx=True) is True
     assert r.get("a") == b"3"
-    assert r.incr("a") == 4
-    assert r.incr("counter") == 1
-    assert r.incr("counter") == 2
+    assert r.execute_command("INCR", "a") == 4
+    assert r.execute_command("INCR", "counter") == 1
+    assert r.incr("counter") == 2               # redis-py sends INCRBY
+    assert r.incr("counter", 10) == 12
+    assert r.decr("counter", 2) == 10
+    r.set("max", str(2**63 - 1))
+    with pytest.raises(redis_mod.ResponseError, match="overflow"):
+        r.execute_command("INCR", "max")
+    r.delete("max")
     r.set("s", "abc")
     with pytest.raises(redis_mod.ResponseError, match="not an integer"):
         r.incr("s")
@@ -376,13 +382,16 @@ def test_kv_server_commands(server, redis_mod, procs):
     with pytest.raises(redis_mod.ResponseError, match="invalid expire"):
         r.execute_command("SET", "a", "b", "EX", "0")
     assert r.ping() is True             # the connection survives errors
+    assert "proto" in repr(r.execute_command("HELLO", "2"))
+    with pytest.raises(redis_mod.ResponseError, match="NOPROTO"):
+        r.execute_command("HELLO", "3")     # RESP2 only
     r.close()
     srv.stop()
 
 
 def test_kv_server_expiry(server, redis_mod):
     srv = server("kv_server.py", 2)
-    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10)
+    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10, protocol=2)
     assert r.set("px", "v", px=150)
     assert r.set("ex", "v", ex=1)
     assert r.set("keep", "v")
@@ -400,7 +409,7 @@ def test_kv_server_expiry(server, redis_mod):
     r.set("t", "1", px=200)
     r.set("t", "1")
     r.set("n", "1", px=200)
-    assert r.incr("n") == 2
+    assert r.execute_command("INCR", "n") == 2
     time.sleep(0.35)
     assert r.get("t") == b"1"
     assert r.get("n") is None
@@ -411,11 +420,11 @@ def test_kv_server_expiry(server, redis_mod):
 
 def test_kv_server_pipelining(server, redis_mod):
     srv = server("kv_server.py", 2)
-    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=20)
+    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=20, protocol=2)
     p = r.pipeline(transaction=False)
     for i in range(2000):
         p.set("key:%d" % i, i)
-        p.incr("ctr")
+        p.execute_command("INCR", "ctr")
         p.get("key:%d" % i)
     res = p.execute()
     assert res[0::3] == [True] * 2000
@@ -425,8 +434,12 @@ def test_kv_server_pipelining(server, redis_mod):
     with srv.connect() as s:
         cmds = b"".join(b"*2\r\n$4\r\nECHO\r\n$%d\r\n%s\r\n" % (len(b"%d" % i), b"%d" % i)
                         for i in range(500))
-        s.sendall(cmds + b"PING\r\n")
+        s.sendall(cmds + b"*1\r\n$4\r\nPING\r\n")
         want = b"".join(b"$%d\r\n%d\r\n" % (len(b"%d" % i), i) for i in range(500)) + b"+PONG\r\n"
+        assert recv_exactly(s, len(want)) == want
+        # inline commands (redis-benchmark's PING_INLINE), pipelined too
+        s.sendall(b"PING\r\nECHO hi\r\nSET ik iv\r\nGET ik\r\n")
+        want = b"+PONG\r\n$2\r\nhi\r\n+OK\r\n$2\r\niv\r\n"
         assert recv_exactly(s, len(want)) == want
         # a command split across writes
         s.sendall(b"*2\r\n$4\r\nEC")
@@ -465,17 +478,17 @@ def test_kv_server_concurrent_incr(server, redis_mod):
     srv = server("kv_server.py", 2)
 
     def client(i):
-        r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=20)
+        r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=20, protocol=2)
         for _ in range(200):
-            r.incr("shared")
+            r.execute_command("INCR", "shared")
         p = r.pipeline(transaction=False)
         for _ in range(300):
-            p.incr("shared")
+            p.execute_command("INCR", "shared")
         p.execute()
         r.close()
 
     in_threads(client, 16)
-    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10)
+    r = redis_mod.Redis(host=srv.host, port=srv.port, socket_timeout=10, protocol=2)
     assert int(r.get("shared")) == 16 * 500
     r.close()
     srv.stop()

@@ -124,7 +124,7 @@ class PollParker:
             with self._mu:
                 if self._notified:
                     self._notified = False
-                    return
+                    timeout = 0          # still consume the posted break (and poll)
             if self.closed:
                 return
             evs = self._poller.wait(timeout)

@@ -14,6 +14,7 @@ Invariants are written down in ../HACKING.md; the short version:
 * No Python user code runs while a runtime lock is held.
 """
 
+import atexit
 import collections
 import contextvars
 import os
@@ -80,6 +81,9 @@ class Sched:
         self.nsyscall = 0
         self.nnetwait = 0
         self.nsignal = 0
+        self.exiting = False                 # process shutdown: workers freeze (see _atexit)
+        self.nworkers = 0                    # live worker threads
+        self.nfrozen = 0
 
 
 _sched = None
@@ -372,6 +376,8 @@ def _gbody(g):
         _rung(g)
         p = g.home
         _gdestroy(p, g)
+        if _sched is not None and _sched.exiting:
+            _freeze()
         nxt = next_local_fast(p)
         if nxt is not None and nxt.glet is None:
             _bind(p, nxt, me)
@@ -403,6 +409,8 @@ def gopark(g, reason):
     if g.locked:
         _park_thread(g)
         return
+    if _sched.exiting:
+        _freeze()
     p = g.home
     nxt = next_local_fast(p)
     if nxt is g:
@@ -478,7 +486,11 @@ def gosched():
         return
     p = g.home
     with p.lock:
-        if not p.rq_len() and p.runnext is None and not _sched.runq:
+        alone = not p.rq_len() and p.runnext is None and not _sched.runq
+    if alone:
+        # nothing else runnable here, but a lone gosched loop must not starve
+        # this P's I/O waiters: poll the fds every few ms (netfd readies onto p)
+        if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not p.parker.poll():
             return
     g.status = _Grunnable
     p.rq_append(g)
@@ -535,11 +547,14 @@ def _retire(p):
             p.ngdelta = 0
             s.runtime_idents.discard(p.ident)
             s.nthreads -= 1
+            s.nworkers -= 1
 
 
 def findrunnable(p):
     s = _sched
     while True:
+        if s.exiting:
+            _freeze()
         if p.draining:
             g = _drain_step(p)
             if g is not None:
@@ -730,6 +745,7 @@ def _startworker(s, p):
         _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
                      % s.maxthreads, with_stacks=False)
     s.nthreads += 1
+    s.nworkers += 1
     t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
     p.thread = t
     t.start()
@@ -785,6 +801,11 @@ def num_goroutine():
 # checkdead
 
 def _plain_threads_running(s):
+    # The main thread first: at shutdown threading marks it stopped before the
+    # atexit handlers run, so is_alive() cannot be trusted for it.
+    mg = s.maing
+    if not s.maingoexit and mg.status != _Gwaiting:
+        return True
     for t in threading.enumerate():
         ident = t.ident
         if ident in s.runtime_idents or not t.is_alive():
@@ -806,7 +827,7 @@ def checkdead():
     thread G parks while every P is idle."""
     s = _sched
     with s.lock:
-        if s.nidle != len(s.allp) or s.runq:
+        if s.nidle != len(s.allp) or s.runq or s.exiting:
             return
         if s.nsyscall or s.nnetwait or s.nsignal:
             return
@@ -851,14 +872,65 @@ def _install_hooks():
         return
     _hooks_installed = True
     os.register_at_fork(after_in_child=_after_fork_child)
+    atexit.register(_atexit)
     prev = sys.excepthook
 
     def excepthook(tp, val, tb):
+        global _exit_status
         if tp is _panic.Goexit and _sched is not None:
             main_goexit_wait()
             return
+        _exit_status = 1
         prev(tp, val, tb)
     sys.excepthook = excepthook
+
+
+# ---------------------------------------------------------------------------
+# process exit
+#
+# Workers are daemon threads.  Once the interpreter starts finalizing, a daemon
+# thread that wants the GIL back is ended with pthread_exit, whose unwinding
+# through a goroutine's greenlet frames runs greenlet's C++ destructors without
+# the GIL and crashes the process.  So, from an atexit handler (which runs
+# before finalization, after non-daemon threads were joined), every worker is
+# brought to a safe point and frozen there: blocked forever in C with the GIL
+# released, never to wake.  Safe points: the scheduler loop, every park, the
+# end of every goroutine.  No exception is thrown into any goroutine.
+
+_exit_status = 0
+EXIT_FREEZE_WAIT = 0.5
+
+
+def _freeze():
+    s = _sched
+    with s.lock:
+        s.nfrozen += 1
+    _forever = threading.Lock()
+    _forever.acquire()
+    while True:
+        _forever.acquire()       # blocks in C with the GIL released; never returns
+
+
+def _atexit():
+    s = _sched
+    if s is None or s.pid != os.getpid():
+        return
+    s.exiting = True
+    if _hot is not None:
+        _hot.set_exiting(_freeze)
+    for p in list(s.allp):
+        p.parker.unpark()
+    deadline = _monotonic() + EXIT_FREEZE_WAIT
+    while _monotonic() < deadline:
+        with s.lock:
+            if s.nfrozen >= s.nworkers:
+                return
+        time.sleep(0.002)
+    # A goroutine is running code that never enters the runtime: finalizing now
+    # would kill its worker mid-greenlet.  Leave without finalizing (atexit
+    # handlers registered after the runtime started have already run).
+    _panic._flush()
+    os._exit(_exit_status)
 
 
 def main_goexit_wait():

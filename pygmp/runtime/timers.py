@@ -90,8 +90,9 @@ def deltimer(t):
         p.ntimers -= 1
         h = p.timers
         # stale entries keep their timers (and what those reference) alive:
-        # compact once they are the majority (amortized O(1) per delete)
-        if len(h) > 16 and len(h) > 2 * p.ntimers:
+        # compact once they are over a quarter of the heap (Go's zombie rule;
+        # amortized O(1) per delete)
+        if len(h) > 16 and (len(h) - p.ntimers) * 4 > len(h):
             h[:] = [e for e in h if e[2].seq == e[3] and e[2].active]
             heapq.heapify(h)
             p.timer0 = h[0][0] if h else None
