@@ -35,7 +35,8 @@ _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 
-GFREE_MAX = 256            # per-P cache of finished greenlets
+GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
+STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/hot.c, 16 KiB each)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
@@ -126,6 +127,7 @@ def start():
         _sched = s
         if _hot is not None:
             _hot.set_globrunq(s.runq)
+            _hot.install_stack_cache(STACK_CACHE_CHUNKS)
         _procresize(s, _initial_procs())
         from . import sysmon
         sysmon.start(s)
