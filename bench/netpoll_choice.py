@@ -1,10 +1,13 @@
 """One shared netpoller vs one poller per P (HACKING.md "## Netpoller").
 
-Runs examples/echo_server.py under both parker modes (default: per-P;
+Runs a goroutine-per-connection echo server under both parker modes (default: per-P;
 PYGMP_NETPOLL=shared: one poller for all Ps) at several GOMAXPROCS values and
 drives it with bench/echo_client.c (a one-thread C epoll client, compiled here)
 doing 64-byte round trips.  Every configuration runs ROUNDS times, interleaved,
-and the median run (by requests/s) is reported.
+and the median run (by requests/s) is reported.  "hops" is the share of Gs
+readied by an I/O event from a thread other than their home P's worker
+(pygmp.runtime.netfd.stats ready_remote / all): each one costs a cross-thread
+wake-up and, on a GIL build, up to a switch interval of waiting for the GIL.
 
     python bench/netpoll_choice.py [--seconds S] [--rounds R] [--procs 1,2,4]
                                    [--conns 100,1000]
@@ -14,6 +17,7 @@ netpoller).  Prints a markdown table; every run is bounded in time.
 """
 
 import argparse
+import json
 import os
 import re
 import shutil
@@ -34,25 +38,53 @@ def build_client(tmp):
     return exe
 
 
+SERVER = r"""
+import json, sys
+from pygmp import go, net
+from pygmp.runtime import gomaxprocs, netfd
+gomaxprocs(int(sys.argv[1]))
+ln = net.listen("tcp", "127.0.0.1:0")
+def handle(c):
+    try:
+        while True:
+            d = c.read(65536)
+            if not d:
+                return
+            c.write(d)
+    except OSError:
+        pass
+    finally:
+        c.close()
+def serve():
+    while True:
+        go(handle, ln.accept())
+go(serve)
+print(ln.addr().port, flush=True)
+sys.stdin.read()                      # until the parent closes our stdin
+print(json.dumps(netfd.stats), flush=True)
+"""
+
+
 def run_one(client, mode, procs, conns, seconds):
     env = dict(os.environ)
     env.pop("PYGMP_NETPOLL", None)
     if mode == "shared":
         env["PYGMP_NETPOLL"] = "shared"
-    srv = subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "examples", "echo_server.py"),
-         "--gomaxprocs", str(procs), "127.0.0.1:0"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-        start_new_session=True)
+    srv = subprocess.Popen([sys.executable, "-c", SERVER, str(procs)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                           start_new_session=True)
     try:
-        line = srv.stdout.readline()
-        port = int(line.rsplit(":", 1)[1])
+        port = int(srv.stdout.readline())
         out = subprocess.run([client, "load", "127.0.0.1", str(port), str(conns),
                               str(seconds), "1"], capture_output=True, text=True,
                              timeout=seconds + 60).stdout
         m = dict(re.findall(r"(\w+)=([\d.]+)", out))
+        srv.stdin.close()
+        st = json.loads(srv.stdout.readline())
+        ready = st["ready_local"] + st["ready_remote"]
         return {"rps": float(m["rps"]), "p50": float(m["p50_us"]),
-                "p99": float(m["p99_us"]), "errors": int(float(m.get("errors", 0)))}
+                "p99": float(m["p99_us"]), "errors": int(float(m.get("errors", 0))),
+                "hops": st["ready_remote"] / ready if ready else 0.0}
     finally:
         os.killpg(srv.pid, signal.SIGKILL)
         srv.wait(10)
@@ -79,8 +111,9 @@ def main():
                         print("round %d conns=%d procs=%d %-6s %s" % (r, c, p, mode, x),
                               file=sys.stderr, flush=True)
     print("cpus=%d seconds=%s rounds=%d (median run by rps)\n" % (os.cpu_count(), a.seconds, a.rounds))
-    print("| conns | GOMAXPROCS | per-P rps | shared rps | ratio | per-P p50/p99 µs | shared p50/p99 µs |")
-    print("|---:|---:|---:|---:|---:|---:|---:|")
+    print("| conns | GOMAXPROCS | per-P rps | shared rps | ratio | per-P p50/p99 µs | shared p50/p99 µs "
+          "| per-P hops | shared hops |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for c in conns:
         for p in procs:
             row = []
@@ -88,9 +121,9 @@ def main():
                 xs = sorted(res[(c, p, mode)], key=lambda x: x["rps"])
                 row.append(xs[len(xs) // 2])
             pp, sh = row
-            print("| %d | %d | %.0f | %.0f | %.2f | %.0f / %.0f | %.0f / %.0f |" % (
+            print("| %d | %d | %.0f | %.0f | %.2f | %.0f / %.0f | %.0f / %.0f | %.0f%% | %.0f%% |" % (
                 c, p, pp["rps"], sh["rps"], pp["rps"] / sh["rps"] if sh["rps"] else 0,
-                pp["p50"], pp["p99"], sh["p50"], sh["p99"]))
+                pp["p50"], pp["p99"], sh["p50"], sh["p99"], 100 * pp["hops"], 100 * sh["hops"]))
 
 
 if __name__ == "__main__":

@@ -144,7 +144,10 @@ typedef struct {
     PyObject_HEAD
     int status;
     char locked;
+    int lockedcount;
+    long long goid;
     PyObject *glet, *home, *param, *sema, *waitreason;
+    PyObject *fn, *args, *kwargs, *ctx, *creator, *sleeptimer, *m;
     double waitsince;
 } GObject;
 
@@ -157,16 +160,40 @@ static PyObject *G_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->param = Py_NewRef(Py_None);
     self->sema = Py_NewRef(Py_None);
     self->waitreason = PyUnicode_FromString("");
+    self->fn = Py_NewRef(Py_None);
+    self->args = Py_NewRef(Py_None);
+    self->kwargs = Py_NewRef(Py_None);
+    self->ctx = Py_NewRef(Py_None);
+    self->creator = Py_NewRef(Py_None);
+    self->sleeptimer = Py_NewRef(Py_None);
+    self->m = Py_NewRef(Py_None);
     return (PyObject *)self;
+}
+/* G(goid, fn, args, kwargs, ctx, creator): the whole constructor in C (go() is hot). */
+static int G_init(GObject *self, PyObject *args, PyObject *kw) {
+    PyObject *fn, *a, *k, *ctx, *creator;
+    long long goid;
+    if (!PyArg_ParseTuple(args, "LOOOOO", &goid, &fn, &a, &k, &ctx, &creator)) return -1;
+    self->goid = goid;
+    Py_SETREF(self->fn, Py_NewRef(fn));
+    Py_SETREF(self->args, Py_NewRef(a));
+    Py_SETREF(self->kwargs, Py_NewRef(k));
+    Py_SETREF(self->ctx, Py_NewRef(ctx));
+    Py_SETREF(self->creator, Py_NewRef(creator));
+    return 0;
 }
 static int G_traverse(GObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->glet); Py_VISIT(self->home); Py_VISIT(self->param);
     Py_VISIT(self->sema); Py_VISIT(self->waitreason);
+    Py_VISIT(self->fn); Py_VISIT(self->args); Py_VISIT(self->kwargs); Py_VISIT(self->ctx);
+    Py_VISIT(self->creator); Py_VISIT(self->sleeptimer); Py_VISIT(self->m);
     return 0;
 }
 static int G_clear(GObject *self) {
     Py_CLEAR(self->glet); Py_CLEAR(self->home); Py_CLEAR(self->param);
     Py_CLEAR(self->sema); Py_CLEAR(self->waitreason);
+    Py_CLEAR(self->fn); Py_CLEAR(self->args); Py_CLEAR(self->kwargs); Py_CLEAR(self->ctx);
+    Py_CLEAR(self->creator); Py_CLEAR(self->sleeptimer); Py_CLEAR(self->m);
     return 0;
 }
 static void G_dealloc(GObject *self) {
@@ -183,12 +210,21 @@ static PyMemberDef G_members[] = {
     {"sema", T_OBJECT, offsetof(GObject, sema), 0, NULL},
     {"waitreason", T_OBJECT, offsetof(GObject, waitreason), 0, NULL},
     {"waitsince", T_DOUBLE, offsetof(GObject, waitsince), 0, NULL},
+    {"goid", T_LONGLONG, offsetof(GObject, goid), 0, NULL},
+    {"lockedcount", T_INT, offsetof(GObject, lockedcount), 0, NULL},
+    {"fn", T_OBJECT, offsetof(GObject, fn), 0, NULL},
+    {"args", T_OBJECT, offsetof(GObject, args), 0, NULL},
+    {"kwargs", T_OBJECT, offsetof(GObject, kwargs), 0, NULL},
+    {"ctx", T_OBJECT, offsetof(GObject, ctx), 0, NULL},
+    {"creator", T_OBJECT, offsetof(GObject, creator), 0, NULL},
+    {"sleeptimer", T_OBJECT, offsetof(GObject, sleeptimer), 0, NULL},
+    {"m", T_OBJECT, offsetof(GObject, m), 0, NULL},
     {NULL}};
 static PyTypeObject GType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pygmp._hot.GBase", .tp_basicsize = sizeof(GObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
-    .tp_new = G_new, .tp_dealloc = (destructor)G_dealloc,
+    .tp_new = G_new, .tp_init = (initproc)G_init, .tp_dealloc = (destructor)G_dealloc,
     .tp_traverse = (traverseproc)G_traverse, .tp_clear = (inquiry)G_clear,
     .tp_members = G_members, .tp_doc = "C half of a G (see pygmp/runtime/g.py).",
 };

@@ -31,37 +31,46 @@ STATUS_NAMES = {
 }
 
 
-# Fields the C hot path reads and writes live in the C base (csrc/hot.c GBase);
-# the rest are Python slots.  Without the extension, all are Python slots.
-_CFIELDS = ("status", "locked", "glet", "home", "param", "sema", "waitreason", "waitsince")
-_PYFIELDS = ("goid", "fn", "args", "kwargs", "ctx", "creator", "sleeptimer",
-             "lockedcount", "m", "__weakref__")
+_FIELDS = ("status", "locked", "glet", "home", "param", "sema", "waitreason",
+           "waitsince", "goid", "fn", "args", "kwargs", "ctx", "creator",
+           "sleeptimer", "lockedcount", "m")
 
 
-class G(_hot.GBase if _hot is not None else object):
-    __slots__ = _PYFIELDS if _hot is not None else _CFIELDS + _PYFIELDS
+if _hot is not None:
+    class G(_hot.GBase):
+        """A goroutine.  ``G(goid, fn, args, kwargs, ctx, creator)``: every field
+        lives in the C base (csrc/hot.c GBase), constructor included."""
+        __slots__ = ("__weakref__",)
 
-    def __init__(self, goid, fn, args, kwargs, ctx, creator):
-        self.goid = goid
-        self.status = _Grunnable
-        self.glet = None          # greenlet, bound at first run (homing)
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.ctx = ctx            # contextvars.Context copy of the creator's
-        self.home = None          # P, set at first run; never changes after
-        self.waitreason = ""
-        self.waitsince = 0.0
-        self.param = None         # set by the waker: the sudog that completed (Python path)
-        self.creator = creator    # (goid, code, lineno) of the go() call site
-        self.locked = False       # a thread G (parks on sema, has no P)
-        self.sema = None
-        self.sleeptimer = None    # reused Timer for sleep()
-        self.lockedcount = 0      # lock_os_thread depth
-        self.m = None             # thread Gs: the M (OS thread) they belong to
+else:
+    class G:
+        __slots__ = _FIELDS + ("__weakref__",)
 
-    def __repr__(self):
-        return "<G %d %s>" % (self.goid, STATUS_NAMES.get(self.status, self.status))
+        def __init__(self, goid, fn, args, kwargs, ctx, creator):
+            self.goid = goid
+            self.status = _Grunnable
+            self.glet = None          # greenlet, bound at first run (homing)
+            self.fn = fn
+            self.args = args
+            self.kwargs = kwargs
+            self.ctx = ctx            # contextvars.Context copy of the creator's
+            self.home = None          # P, set at first run; never changes after
+            self.waitreason = ""
+            self.waitsince = 0.0
+            self.param = None         # set by the waker: the sudog that completed
+            self.creator = creator    # (goid, code, lasti) of the go() call site
+            self.locked = False       # a thread G (parks on sema, has no P)
+            self.sema = None
+            self.sleeptimer = None    # reused timer for sleep()
+            self.lockedcount = 0      # lock_os_thread depth
+            self.m = None             # thread Gs: the M (OS thread) they belong to
+
+
+def _g_repr(self):
+    return "<G %d %s>" % (self.goid, STATUS_NAMES.get(self.status, self.status))
+
+
+G.__repr__ = _g_repr
 
 
 def new_thread_g(goid, m):

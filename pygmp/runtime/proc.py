@@ -208,8 +208,13 @@ def go(fn, *args, **kwargs):
     p = m.p
     if p is not None and not p.draining:
         cur = p.curg
-        g = G(_newgoid_p(p, s), fn, args, kwargs, _copy_context(),
-              (cur.goid if cur is not None else 0, f.f_code, f.f_lineno))
+        goid = p.goidcache
+        if goid == p.goidend:
+            goid = _newgoid_p(p, s)
+        else:
+            p.goidcache = goid + 1
+        g = G(goid, fn, args, kwargs, _copy_context(),
+              (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
         runqput(p, g, True)
         if s.pidle and not s.nspinning and p.nmovable:
@@ -219,7 +224,7 @@ def go(fn, *args, **kwargs):
     with s.lock:
         s.goidgen += 1
         g = G(s.goidgen, fn, args, kwargs, _copy_context(),
-              (cur.goid if cur is not None else 0, f.f_code, f.f_lineno))
+              (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
     wakep()
@@ -973,7 +978,7 @@ def go_locked(fn, args, kwargs):
         goid = s.goidgen
         s.ngdelta += 1
     ctx = _copy_context()
-    creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lineno)
+    creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lasti)
     started = threading.Event()
 
     def run():

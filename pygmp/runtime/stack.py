@@ -31,11 +31,21 @@ def _user_frames(frame):
     return out or frames[-1:]
 
 
+def _line_of(code, lasti):
+    """Line of the instruction at byte offset ``lasti`` (go() records the offset,
+    not the line: computing f_lineno on every go() scans the line table)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line if line is not None else code.co_firstlineno
+    return code.co_firstlineno
+
+
 def creator_text(g):
     c = g.creator
     if not c:
         return ""
-    goid, code, lineno = c
+    goid, code, lasti = c
+    lineno = _line_of(code, lasti)
     return "created by %s in goroutine %d\n\t%s:%d\n" % (
         getattr(code, "co_qualname", code.co_name), goid, code.co_filename, lineno)
 
