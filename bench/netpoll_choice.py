@@ -72,7 +72,7 @@ def run_one(client, mode, procs, conns, seconds):
         env["PYGMP_NETPOLL"] = "shared"
     srv = subprocess.Popen([sys.executable, "-c", SERVER, str(procs)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
-                           start_new_session=True)
+                           start_new_session=True, cwd="/")   # import the installed pygmp
     try:
         port = int(srv.stdout.readline())
         out = subprocess.run([client, "load", "127.0.0.1", str(port), str(conns),

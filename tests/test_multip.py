@@ -11,7 +11,8 @@ import time as stdtime
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _helpers import gomaxprocs_set, in_goroutine, in_thread, recv_timeout  # noqa: E402
+from _helpers import (gomaxprocs_set, in_goroutine, in_thread,  # noqa: E402
+                      recv_timeout, run_script)
 
 from pygmp import chan, default, go, select  # noqa: E402
 from pygmp.runtime import gomaxprocs, gosched  # noqa: E402
@@ -407,3 +408,75 @@ def test_multiprocessing_fork_pool():
     ctx = multiprocessing.get_context("fork")
     with ctx.Pool(2) as pool:
         assert pool.map(_pool_task, range(8), chunksize=1) == list(range(1, 9))
+
+
+# ---------------------------------------------------------------- gomaxprocs churn
+# Run in a child interpreter (a lost wake-up would leave this process's
+# runtime broken for the tests after it). The child waits with plain-thread
+# joins, not pygmp timers, and exits 3 with a message on a lost event.
+
+_CHURN_PRELUDE = """
+import os, sys, threading
+from pygmp import go, chan
+from pygmp.runtime import gomaxprocs
+from pygmp.time import after
+
+def wait(fn, what, rnd):
+    box = []
+    t = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    t.start()
+    t.join(5)
+    if not box:
+        print("round %d: %s" % (rnd, what), flush=True)
+        os._exit(3)
+    return box[0]
+"""
+
+
+@pytest.mark.timeout(120)
+def test_go_from_main_after_gomaxprocs_raised_runs():
+    r = run_script(_CHURN_PRELUDE + """
+for rnd in range(100):
+    gomaxprocs(4)
+    c = chan(8)
+    for k in range(8):
+        go(c.send, k)
+    got = wait(lambda: sorted(c.recv() for _ in range(8)),
+               "goroutines started from main never ran", rnd)
+    assert got == list(range(8))
+    gomaxprocs(1)
+print("ok")
+""", timeout=100)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])
+
+
+@pytest.mark.timeout(120)
+def test_timer_from_main_after_gomaxprocs_lowered_fires():
+    r = run_script(_CHURN_PRELUDE + """
+for rnd in range(100):
+    gomaxprocs(4)
+    gomaxprocs(1)
+    c = after(0.005)
+    wait(c.recv, "after(0.005) made by main never fired", rnd)
+print("ok")
+""", timeout=100)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])
+
+
+@pytest.mark.timeout(120)
+def test_timer_from_goroutine_after_gomaxprocs_lowered_fires():
+    r = run_script(_CHURN_PRELUDE + """
+for rnd in range(50):
+    gomaxprocs(4)
+    out = chan(8)
+    def g():
+        out.send(after(0.005).recv() is not None)
+    for _ in range(8):
+        go(g)
+    gomaxprocs(1)
+    got = wait(lambda: [out.recv() for _ in range(8)],
+               "goroutines sleeping on after() never woke", rnd)
+    assert got == [True] * 8
+print("ok")
+""", timeout=100)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])

@@ -539,16 +539,24 @@ def _worker(p):
 
 def _retire(p):
     s = _sched
-    p.status = _Pdead
     for gl in p.gfree:
         try:
             gl.throw(GreenletExit)
         except GreenletExit:
             pass
     p.gfree.clear()
+    p.status = _Pdead
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
+        from .timers import movetimers
+        movetimers(p, s)
         with s.lock:
+            if p.spinning:               # woken by wakep, then retired: not spinning any more
+                p.spinning = False
+                s.nspinning -= 1
+            if p.idle:
+                p.idle = False
+                s.pidle.remove(p)
             s.allp = [q for q in s.allp if q is not p]
             s.ngdelta += p.ngdelta
             p.ngdelta = 0
@@ -563,9 +571,9 @@ def findrunnable(p):
         if s.exiting:
             _freeze()
         if p.draining:
-            g = _drain_step(p)
-            if g is not None:
-                return g
+            if p.spinning:
+                _resetspinning(p)
+            _drain_step(p)
             if p.nhomed == 0:
                 return None
         g = next_local_fast(p)

@@ -19,6 +19,7 @@ import heapq
 import time
 
 from . import proc
+from .p import _Pdead
 
 _monotonic = time.monotonic
 _heappush = heapq.heappush
@@ -47,9 +48,9 @@ def _pick_p(s):
         m = None
     if m is not None and m.p is not None and not m.p.draining:
         return m.p
-    allp = s.allp
-    # threads without a P: spread by thread identity
-    return allp[(m.ident if m is not None else 0) % len(allp)]
+    live = [p for p in s.allp if not p.draining] or s.allp
+    # threads without a P (and goroutines of a removed P): spread by thread identity
+    return live[(m.ident if m is not None else 0) % len(live)]
 
 
 def addtimer(t, when, period=0.0):
@@ -58,7 +59,12 @@ def addtimer(t, when, period=0.0):
     if t.active:
         deltimer(t)
     p = _pick_p(s)
-    with p.tlock:
+    p.tlock.acquire()
+    while p.status == _Pdead:       # retired under us (gomaxprocs lowered): pick again
+        p.tlock.release()
+        p = _pick_p(s)
+        p.tlock.acquire()
+    try:
         t.seq += 1
         t.when = when
         t.period = period
@@ -72,6 +78,8 @@ def addtimer(t, when, period=0.0):
         head = old0 is None or when < old0
         if head:
             p.timer0 = when
+    finally:
+        p.tlock.release()
     if head:
         wake_for_timer(s, p, when)
     return t.seq
@@ -157,3 +165,30 @@ def wake_for_timer(s, p, when):
         if late:
             q.parker.unpark()
         return
+
+
+def movetimers(p, s):
+    """A removed P retires: hand its armed timers to a live P (Go's moveTimers).
+    Holds the old P's tlock, then the new one's: only this nests two tlocks, and
+    the destination is never retiring, so there is no cycle."""
+    live = [q for q in s.allp if q is not p and not q.draining]
+    if not live:
+        return
+    dst = live[0]
+    with p.tlock:
+        p.status = _Pdead
+        with dst.tlock:
+            h = dst.timers
+            for when, _, t, seq in p.timers:
+                if t.seq != seq or not t.active or t.p is not p:
+                    continue
+                t.p = dst
+                dst.timerseq += 1
+                _heappush(h, (when, dst.timerseq, t, seq))
+                dst.ntimers += 1
+            p.timers = []
+            p.ntimers = 0
+            p.timer0 = None
+            when = dst.timer0 = h[0][0] if h else None
+    if when is not None:
+        wake_for_timer(s, dst, when)
