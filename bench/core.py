@@ -674,14 +674,30 @@ def child_command(rt, bench, spec, size, m, go_exe):
            "--n", str(size), "--m", str(m)]
     if rt == "pygmp1":
         env["GOMAXPROCS"] = "1"
-    # Children import pygmp from where the driver would: keep PYTHONPATH,
-    # and add the repository root so a plain checkout works too.
-    root = os.path.dirname(HERE)
-    pp = env.get("PYTHONPATH", "")
-    env["PYTHONPATH"] = pp + (os.pathsep if pp else "") + root
+    # Children import pygmp from where the driver would: the installed package
+    # (with its compiled hot path) when there is one; else the repository root,
+    # so a plain checkout works too (pure-Python hot path, reported as such).
+    if not _installed_pygmp():
+        root = os.path.dirname(HERE)
+        pp = env.get("PYTHONPATH", "")
+        env["PYTHONPATH"] = pp + (os.pathsep if pp else "") + root
     if SNAPSHOT_DIR and runtime == "pygmp":
         env["PYTHONPATH"] = SNAPSHOT_DIR + os.pathsep + env["PYTHONPATH"]
     return cmd, env
+
+
+_INSTALLED = None
+
+
+def _installed_pygmp():
+    """True when this interpreter imports pygmp from outside this checkout."""
+    global _INSTALLED
+    if _INSTALLED is None:
+        r = subprocess.run([sys.executable, "-c", "import pygmp, os; print(os.path.abspath(pygmp.__file__))"],
+                           capture_output=True, text=True, cwd="/")
+        path = r.stdout.strip()
+        _INSTALLED = bool(path) and not path.startswith(os.path.dirname(HERE) + os.sep)
+    return _INSTALLED
 
 
 def machine_info(go_ver):
@@ -702,6 +718,11 @@ def machine_info(go_ver):
                     break
     except OSError:
         pass
+    r = subprocess.run([sys.executable, "-c", "import pygmp.runtime.hot as h; print('C' if h.ENABLED else 'pure Python')"],
+                       capture_output=True, text=True, cwd="/",
+                       env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", "") if _installed_pygmp()
+                                else os.path.dirname(HERE)))
+    info["pygmp_hot_path"] = r.stdout.strip() or None
     for mod in ("gevent", "greenlet", "psutil"):
         r = subprocess.run([sys.executable, "-c",
                             "import %s; print(%s.__version__)" % (mod, mod)],
@@ -878,6 +899,7 @@ def markdown(rows, info):
         cpus=info.get("cpus_usable"), py=info.get("python"),
         gev=info.get("gevent"), grn=info.get("greenlet"),
         go=info.get("go") or "no Go", rev=info.get("pygmp_rev"))
+    cap += " pygmp hot path: %s." % info.get("pygmp_hot_path")
     return "\n".join(lines) + "\n\n" + cap + "\n"
 
 

@@ -28,6 +28,7 @@
 #include <structmember.h>
 #include <stdatomic.h>
 #include <time.h>
+#include <sys/mman.h>
 #include "greenlet.h"
 
 #define Grunnable 1
@@ -404,12 +405,29 @@ static PyObject *P_rq_grab_movable(PObject *p, PyObject *arg) {
     return rq_take_movable(p, maxn, 0);
 }
 static PyObject *P_rq_snapshot(PObject *p, PyObject *u) {   /* caller need not hold the lock */
-    PLOCK(p);
-    PyObject *out = PyList_New(p->rqlen);
-    if (out)
-        for (Py_ssize_t i = 0; i < p->rqlen; i++)
-            PyList_SET_ITEM(out, i, Py_NewRef(p->rq[(p->rqhead + i) % p->rqcap]));
+    /* Copy out under the lock into raw memory, build the list after: creating a
+       GC-tracked object under a runtime lock could run a collection and with
+       it finalizers that take this lock again. */
+    PyObject **tmp = NULL;
+    Py_ssize_t n;
+    for (;;) {
+        n = p->rqlen;
+        PyMem_RawFree(tmp);
+        tmp = PyMem_RawMalloc(sizeof(PyObject *) * (n ? n : 1));
+        if (!tmp) return PyErr_NoMemory();
+        PLOCK(p);
+        if (p->rqlen <= n) break;
+        PUNLOCK(p);
+    }
+    n = p->rqlen;
+    for (Py_ssize_t i = 0; i < n; i++) tmp[i] = Py_NewRef(p->rq[(p->rqhead + i) % p->rqcap]);
     PUNLOCK(p);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (out) PyList_SET_ITEM(out, i, tmp[i]);
+        else Py_DECREF(tmp[i]);
+    }
+    PyMem_RawFree(tmp);
     return out;
 }
 static PyMethodDef P_methods[] = {
@@ -1372,9 +1390,12 @@ out:
  * finish: 72% of the time in the kernel, in exactly those calls.  This wraps
  * the arena allocator for blocks of exactly that size (pymalloc's own arenas
  * are 1 MiB and pass straight through): chunks are carved 64 at a time from
- * 1 MiB slabs (one mmap instead of 64), and freed chunks are kept on a bounded
- * LIFO free list (warm pages, no syscall); past the bound a chunk is unmapped
- * on its own (munmap works on any page-aligned sub-range of a mapping).
+ * 1 MiB slabs (one mmap instead of 64), and freed chunks go on a LIFO free list
+ * and are reused warm.  Chunks are never unmapped one by one (that splits the
+ * slab's mapping: measured as the main cost of greenlet death); past `maxchunks`
+ * warm ones, a freed chunk's pages are handed back with MADV_FREE (the kernel
+ * reclaims them lazily, the address range stays ours), so resident memory falls
+ * after a burst while address space stays at the peak, as Go's stacks do.
  * The arena allocator is only called with the GIL held; on a free-threaded
  * build this is not installed.
  */
@@ -1382,7 +1403,7 @@ out:
 #define SLAB_CHUNKS 64
 static PyObjectArenaAllocator orig_arena;
 static void **chunk_free_list;
-static Py_ssize_t nchunks, maxchunks;
+static Py_ssize_t nchunks, chunkcap, maxchunks;
 static char *slab_next;          /* next uncarved chunk of the current slab */
 static int slab_left;
 
@@ -1391,7 +1412,7 @@ static void *cached_arena_alloc(void *ctx, size_t size) {
     if (nchunks > 0) return chunk_free_list[--nchunks];
     if (slab_left == 0) {
         char *slab = orig_arena.alloc(orig_arena.ctx, (size_t)STACK_CHUNK * SLAB_CHUNKS);
-        if (!slab) return orig_arena.alloc(orig_arena.ctx, size);
+        if (!slab) return NULL;
         slab_next = slab;
         slab_left = SLAB_CHUNKS;
     }
@@ -1401,8 +1422,18 @@ static void *cached_arena_alloc(void *ctx, size_t size) {
     return p;
 }
 static void cached_arena_free(void *ctx, void *ptr, size_t size) {
-    if (size == STACK_CHUNK && nchunks < maxchunks) { chunk_free_list[nchunks++] = ptr; return; }
-    orig_arena.free(orig_arena.ctx, ptr, size);
+    if (size != STACK_CHUNK) { orig_arena.free(orig_arena.ctx, ptr, size); return; }
+    if (nchunks == chunkcap) {
+        Py_ssize_t ncap = chunkcap * 2;
+        void **n = PyMem_RawRealloc(chunk_free_list, sizeof(void *) * ncap);
+        if (!n) return;   /* out of memory: leak the chunk rather than split a slab */
+        chunk_free_list = n;
+        chunkcap = ncap;
+    }
+#ifdef MADV_FREE
+    if (nchunks >= maxchunks) madvise(ptr, STACK_CHUNK, MADV_FREE);
+#endif
+    chunk_free_list[nchunks++] = ptr;
 }
 static PyObject *m_install_stack_cache(PyObject *m, PyObject *arg) {
 #ifdef Py_GIL_DISABLED
@@ -1411,7 +1442,8 @@ static PyObject *m_install_stack_cache(PyObject *m, PyObject *arg) {
     Py_ssize_t n = PyLong_AsSsize_t(arg);
     if (n < 0) { if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "negative cache size"); return NULL; }
     if (chunk_free_list) Py_RETURN_FALSE;   /* once per process */
-    chunk_free_list = PyMem_RawMalloc(sizeof(void *) * (n ? n : 1));
+    chunkcap = n > 64 ? n : 64;
+    chunk_free_list = PyMem_RawMalloc(sizeof(void *) * chunkcap);
     if (!chunk_free_list) return PyErr_NoMemory();
     maxchunks = n;
     PyObject_GetArenaAllocator(&orig_arena);
