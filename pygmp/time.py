@@ -39,17 +39,23 @@ def _check_duration(d, who):
     return float(d)
 
 
+_goready = _proc.goready
+_getg = _proc.getg
+_gopark = _proc.gopark
+
+
 def _goready_timer(g, seq):
-    _proc.goready(g)
+    _goready(g)
 
 
 def sleep(d):
     """Pause the current goroutine for ``d`` seconds; returns at once if d <= 0.
     A plain thread (or the main goroutine) simply sleeps its thread."""
-    d = _check_duration(d, "sleep")
+    if type(d) is not float:
+        d = _check_duration(d, "sleep")
     if d <= 0:
         return
-    g = _proc.getg()
+    g = _getg()
     if g is None:
         raise RuntimeError("pygmp: sleep from the scheduler greenlet")
     if g.locked:
@@ -59,9 +65,9 @@ def sleep(d):
     if t is None:
         t = g.sleeptimer = RTimer(_goready_timer, g)
     g.status = _Gwaiting
-    g.waitsince = _monotonic()
-    addtimer(t, _monotonic() + d)
-    _proc.gopark(g, "sleep")
+    now = g.waitsince = _monotonic()
+    addtimer(t, now + d)
+    _gopark(g, "sleep")
 
 
 class Timer:

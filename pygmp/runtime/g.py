@@ -37,10 +37,10 @@ _FIELDS = ("status", "locked", "glet", "home", "param", "sema", "waitreason",
 
 
 if _hot is not None:
-    class G(_hot.GBase):
-        """A goroutine.  ``G(goid, fn, args, kwargs, ctx, creator)``: every field
-        lives in the C base (csrc/hot.c GBase), constructor included."""
-        __slots__ = ("__weakref__",)
+    # ``G(goid, fn, args, kwargs, ctx, creator)``: every field and the
+    # constructor live in C (csrc/hot.c), and Gs are not tracked by the cyclic
+    # GC (see _gdestroy for why that is safe).
+    G = _hot.GBase
 
 else:
     class G:
@@ -66,11 +66,8 @@ else:
             self.m = None             # thread Gs: the M (OS thread) they belong to
 
 
-def _g_repr(self):
-    return "<G %d %s>" % (self.goid, STATUS_NAMES.get(self.status, self.status))
-
-
-G.__repr__ = _g_repr
+    def __repr__(self):
+        return "<G %d %s>" % (self.goid, STATUS_NAMES.get(self.status, self.status))
 
 
 def new_thread_g(goid, m):

@@ -367,8 +367,13 @@ def _rung(g):
 
 
 def _gdestroy(p, g):
+    # A dead G keeps no reference that could close a cycle back to itself (the
+    # C G is not GC-tracked): greenlet, function and arguments (cleared by
+    # _rung), the sleep timer (whose arg is the G).
     g.status = _Gdead
     g.glet = None
+    g.sleeptimer = None
+    g.param = None
     p.nhomed -= 1
     p.ngdelta -= 1
     with p.lock:
@@ -1009,6 +1014,7 @@ def go_locked(fn, args, kwargs):
             _panic.fatalpanic(g, e)
         finally:
             g.status = _Gdead
+            g.m = None                  # break the G <-> M cycle (Gs are not GC-tracked)
             with s.lock:
                 s.threadgs.pop(m.ident, None)
                 s.ngdelta -= 1
