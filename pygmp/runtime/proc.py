@@ -85,6 +85,8 @@ class Sched:
         self.exiting = False                 # process shutdown: workers freeze (see _atexit)
         self.nworkers = 0                    # live worker threads
         self.nfrozen = 0
+        self.sysmonidle = False              # sysmon is in its deep sleep (hint)
+        self.sysmonwake = threading.Event()
 
 
 _sched = None
@@ -743,6 +745,8 @@ def wakep():
         p.spinning = True
         s.nspinning += 1
     p.parker.unpark()
+    if s.sysmonidle:
+        s.sysmonwake.set()
 
 
 # ---------------------------------------------------------------------------

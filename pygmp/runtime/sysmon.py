@@ -4,8 +4,8 @@ In this version it does one job: wake an idle P when runnable movable work has
 waited while every running P is busy or blocked (a worker blocked in a call that
 is not handed off, or one P running a long stretch of Python while another P
 sleeps), i.e. Go's "wake a P when the global queue has work and nobody spins".
-It backs off from 1 ms to 10 ms, and sleeps until poked when the runtime is
-idle (an idle process costs no CPU).  Preemption arrives in a later issue.
+It backs off from 1 ms to 10 ms, and when every P is idle it sleeps deep
+until wakep pokes it (at most one wake-up a second: an idle process costs ~0 CPU).  Preemption arrives in a later issue.
 """
 
 import threading
@@ -25,11 +25,22 @@ def start(s):
         s.runtime_idents.add(t.ident)
 
 
+_DEEP_SLEEP = 1.0
+
+
 def _sysmon(s):
     delay = _DELAY_MIN
     last = {}
     while True:
-        time.sleep(delay)
+        if s.nidle == len(s.allp) and not s.runq:
+            # everything idle: sleep deep until wakep pokes us (Go's sysmonnote)
+            s.sysmonidle = True
+            s.sysmonwake.wait(_DEEP_SLEEP)
+            s.sysmonwake.clear()
+            s.sysmonidle = False
+            delay = _DELAY_MIN
+        else:
+            time.sleep(delay)
         if proc._sched is not s:       # forked child / replaced runtime
             return
         if not s.pidle:
