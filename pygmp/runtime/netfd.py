@@ -337,6 +337,9 @@ class FD:
                 lock.release()
                 raise
         w = _Waiter(g)
+        # Count the wait before it is visible: once status is _Gwaiting a thread
+        # G counts as parked for checkdead, so nnetwait must already cover it.
+        _netwait_add(1)
         if mode == READ:
             self.rg = w
         else:
@@ -348,7 +351,6 @@ class FD:
         if until:
             t = RTimer(_sleep_fire, (self, mode, w))
             addtimer(t, until)
-        _netwait_add(1)
         try:
             proc.gopark(g, "IO wait")
         except BaseException:

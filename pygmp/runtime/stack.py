@@ -81,11 +81,22 @@ def format_g(g, frame=None):
     return head + body + creator_text(g)
 
 
+def _caller_frame(depth):
+    """The frame ``depth`` levels up, or the outermost one if the stack is
+    shallower (stack() called at module level)."""
+    f = sys._getframe(1)
+    for _ in range(depth - 1):
+        if f.f_back is None:
+            break
+        f = f.f_back
+    return f
+
+
 def current_text():
     g = proc.getg()
     if g is None:
-        return "goroutine 0 [running]:\n" + "".join(traceback.format_stack(sys._getframe(2)))
-    return format_g(g, sys._getframe(2))
+        return "goroutine 0 [running]:\n" + "".join(traceback.format_stack(_caller_frame(3)))
+    return format_g(g, _caller_frame(3))
 
 
 def all_gs():
@@ -122,7 +133,7 @@ def format_all(skip_current_depth=2):
     for g in all_gs():
         frame = None
         if g is me:
-            frame = sys._getframe(skip_current_depth)
+            frame = _caller_frame(skip_current_depth + 1)
         elif g.locked:
             m = g.m
             frame = frames.get(m.ident) if m is not None else None

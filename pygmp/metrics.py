@@ -1,0 +1,245 @@
+"""pygmp.metrics: runtime metrics by name (Go's runtime/metrics).
+
+    from pygmp import metrics
+    metrics.read(["/sched/goroutines:goroutines", "/pygmp/threads/os:threads"])
+    # {'/sched/goroutines:goroutines': 12, '/pygmp/threads/os:threads': 9}
+    for name, kind, description in metrics.all(): ...
+
+Names follow Go's ``/path:unit`` form.  Kinds: ``"uint64"`` (an int) and
+``"float64-histogram"`` (a dict ``{"buckets": [upper bounds...], "counts":
+[...]}`` of equal length; ``counts[i]`` is the number of samples ``v`` with
+``buckets[i-1] < v <= buckets[i]``; the last bound is ``float("inf")``).
+Counters are cumulative since the runtime started in this process.
+
+``read(names)`` takes an iterable of names (a single ``str`` counts as one
+name) and returns ``{name: value}``.  An unknown name raises ``ValueError``
+naming every unknown one (Go returns ``KindBad`` samples instead; in Python an
+error is harder to miss).  Reading starts the runtime if it is not running.
+"""
+
+import os as _os
+import sys as _sys
+import threading as _threading
+
+from .runtime import proc as _proc
+from .runtime import syscall as _rtsyscall
+
+__all__ = ["read", "all"]
+
+UINT64 = "uint64"
+HISTOGRAM = "float64-histogram"
+
+
+def _sched():
+    return _proc._sched or _proc.start()
+
+
+def _gomaxprocs():
+    return _sched().gomaxprocs
+
+
+def _goroutines():
+    _sched()
+    return _proc.num_goroutine()
+
+
+def _latencies():
+    bounds, counts = _rtsyscall.latencies()
+    return {"buckets": bounds, "counts": counts}
+
+
+def _os_threads():
+    try:
+        import psutil
+        return psutil.Process().num_threads()
+    except Exception:            # noqa: BLE001 - psutil missing or refused
+        try:
+            return len(_os.listdir("/proc/self/task"))
+        except OSError:
+            return _threading.active_count()
+
+
+def _runtime_threads():
+    s = _sched()
+    idents = s.runtime_idents
+    n = 0
+    for t in _threading.enumerate():
+        if t.is_alive() and (t.ident in idents or getattr(t, "_pygmp_runtime", False)):
+            n += 1
+    return n
+
+
+def _locked_threads():
+    s = _sched()
+    with s.lock:
+        gs = list(s.threadgs.values())
+    return sum(1 for g in gs if g.m is not None and g.m.kind == "locked")
+
+
+def _workers():
+    return _sched().nworkers
+
+
+def _syscall_threads():
+    _sched()
+    return _rtsyscall.pool_threads()[0]
+
+
+def _syscall_idle():
+    _sched()
+    return _rtsyscall.pool_threads()[1]
+
+
+def _started_threads():
+    return _sched().nthreads
+
+
+def _max_threads():
+    return _sched().maxthreads
+
+
+def _handoffs():
+    return _rtsyscall.stats["handoffs"]
+
+
+def _inline():
+    return _rtsyscall.stats["inline"]
+
+
+def _inflight():
+    return _sched().nsyscall
+
+
+def _steals():
+    return sum(p.stealcount for p in _sched().allp)
+
+
+def _netfd_stat(key):
+    def get():
+        netfd = _sys.modules.get("pygmp.runtime.netfd")
+        if netfd is None:
+            return 0
+        return int(getattr(netfd, "stats", {}).get(key, 0))
+    return get
+
+
+def _netwaiters():
+    return _sched().nnetwait
+
+
+def _preemptions():
+    return 0
+
+
+def _signal_stat(key):
+    def get():
+        mod = _sys.modules.get("pygmp.signal")
+        if mod is None:
+            return 0
+        return int(mod.stats.get(key, 0))
+    return get
+
+
+def _signal_subs():
+    return _sched().nsignal
+
+
+# name -> (kind, description, reader)
+_METRICS = {
+    "/sched/gomaxprocs:threads": (
+        UINT64, "The current GOMAXPROCS setting: the number of Ps, each driven by "
+                "its own worker OS thread.", _gomaxprocs),
+    "/sched/goroutines:goroutines": (
+        UINT64, "Count of live goroutines, the main goroutine included "
+                "(pygmp.runtime.num_goroutine()).", _goroutines),
+    "/sched/latencies:seconds": (
+        HISTOGRAM, "Distribution of the time goroutines spend runnable before "
+                   "running, sampled at the one point pygmp can time it without "
+                   "touching the C hot path: every goroutine returning from a "
+                   "handed-off blocking call (pygmp.syscall), from the syscall "
+                   "thread's goready to the goroutine running again. Other "
+                   "wake-ups (channels, timers, I/O) are not sampled yet.",
+        _latencies),
+    "/pygmp/threads/os:threads": (
+        UINT64, "OS threads of this process as the OS counts them (psutil), "
+                "pygmp's and everyone else's.", _os_threads),
+    "/pygmp/threads/runtime:threads": (
+        UINT64, "Live OS threads the runtime owns: P workers, sysmon, syscall "
+                "threads, the resolver and signal relay threads (not the main "
+                "thread, plain threads or go_locked threads).", _runtime_threads),
+    "/pygmp/threads/workers:threads": (
+        UINT64, "Live P worker threads (GOMAXPROCS, plus removed Ps still "
+                "draining their goroutines).", _workers),
+    "/pygmp/threads/syscall:threads": (
+        UINT64, "Live syscall threads (the handoff pool), busy or idle.",
+        _syscall_threads),
+    "/pygmp/threads/syscall-idle:threads": (
+        UINT64, "Syscall threads waiting for a call; each exits after "
+                "pygmp.runtime.syscall.KEEPALIVE seconds idle.", _syscall_idle),
+    "/pygmp/threads/locked:threads": (
+        UINT64, "Threads running a go_locked goroutine.", _locked_threads),
+    "/pygmp/threads/started:threads": (
+        UINT64, "Threads started by the runtime that count against the thread "
+                "limit (workers, syscall threads, go_locked threads).",
+        _started_threads),
+    "/pygmp/threads/limit:threads": (
+        UINT64, "The thread limit (pygmp.runtime.set_max_threads); exceeding it "
+                "is a fatal error.", _max_threads),
+    "/pygmp/syscall/handoffs:calls": (
+        UINT64, "Cumulative blocking calls (pygmp.syscall) handed off to a "
+                "syscall thread while the goroutine parked.", _handoffs),
+    "/pygmp/syscall/inline:calls": (
+        UINT64, "Cumulative blocking calls run inline on the goroutine's worker "
+                "thread because their call site's past calls all finished in "
+                "under 20 us (calls from thread goroutines are not counted).",
+        _inline),
+    "/pygmp/syscall/inflight:calls": (
+        UINT64, "Blocking calls in flight now (handoffs and name lookups): while "
+                "non-zero, no deadlock is reported.", _inflight),
+    "/pygmp/sched/steals:goroutines": (
+        UINT64, "Cumulative goroutines taken from another P's runqueue by work "
+                "stealing (summed over the current Ps; a removed P's count is "
+                "dropped with it).", _steals),
+    "/pygmp/sched/preemptions:events": (
+        UINT64, "Cumulative goroutine preemptions. Always 0 in this version: "
+                "sysmon does not preempt goroutines yet.", _preemptions),
+    "/pygmp/netpoll/ready-local:goroutines": (
+        UINT64, "Cumulative goroutines readied by an I/O event on their home P's "
+                "own thread (no thread hop).", _netfd_stat("ready_local")),
+    "/pygmp/netpoll/ready-remote:goroutines": (
+        UINT64, "Cumulative goroutines readied by an I/O event from another "
+                "thread (a cross-thread wake-up).", _netfd_stat("ready_remote")),
+    "/pygmp/netpoll/accept-backoff:events": (
+        UINT64, "Cumulative accept() back-offs on EMFILE/ENFILE/ENOBUFS/ENOMEM.",
+        _netfd_stat("accept_backoff")),
+    "/pygmp/netpoll/waiters:goroutines": (
+        UINT64, "Goroutines (and threads) parked on a socket now.", _netwaiters),
+    "/pygmp/signal/subscriptions:channels": (
+        UINT64, "Channels subscribed with pygmp.signal.notify now.", _signal_subs),
+    "/pygmp/signal/received:signals": (
+        UINT64, "Cumulative signals received for subscribed channels.",
+        _signal_stat("received")),
+    "/pygmp/signal/delivered:values": (
+        UINT64, "Cumulative signal values sent to subscribed channels.",
+        _signal_stat("delivered")),
+    "/pygmp/signal/dropped:values": (
+        UINT64, "Cumulative signal values dropped because the channel had no room.",
+        _signal_stat("dropped")),
+}
+
+
+def all():  # noqa: A001 - Go's metrics.All
+    """Every supported metric as ``(name, kind, description)``, sorted by name."""
+    return [(name, kind, desc) for name, (kind, desc, _f) in sorted(_METRICS.items())]
+
+
+def read(names):
+    """``{name: value}`` for each name (see the module docstring for kinds)."""
+    if isinstance(names, str):
+        names = [names]
+    names = list(names)
+    bad = [n for n in names if not isinstance(n, str) or n not in _METRICS]
+    if bad:
+        raise ValueError("pygmp.metrics.read: unknown metric name%s: %s"
+                         % ("s" if len(bad) > 1 else "", ", ".join(repr(n) for n in bad)))
+    return {n: _METRICS[n][2]() for n in names}
