@@ -111,7 +111,8 @@ def _inflight():
 
 
 def _steals():
-    return sum(p.stealcount for p in _sched().allp)
+    s = _sched()
+    return s.stealcount + sum(p.stealcount for p in s.allp)
 
 
 def _netfd_stat(key):
@@ -198,8 +199,7 @@ _METRICS = {
                 "non-zero, no deadlock is reported.", _inflight),
     "/pygmp/sched/steals:goroutines": (
         UINT64, "Cumulative goroutines taken from another P's runqueue by work "
-                "stealing (summed over the current Ps; a removed P's count is "
-                "dropped with it).", _steals),
+                "stealing, by every P that ever ran (a removed P's count is kept).", _steals),
     "/pygmp/sched/preemptions:events": (
         UINT64, "Cumulative goroutine preemptions. Always 0 in this version: "
                 "sysmon does not preempt goroutines yet.", _preemptions),

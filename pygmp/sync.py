@@ -2,13 +2,14 @@
 worker thread) and also work from plain threads (which simply block).
 
 Each primitive has one internal lock guarding its state and FIFO wait queues
-(see runtime/sema.py for the park/wake protocol).  Hand-off is direct: an
-unlock that has waiters passes ownership to the first waiter, so waiters are
-served in order and none starves.
+(see runtime/sema.py for the park/wake protocol).  Mutex follows Go's normal /
+starvation modes (see its docstring); the others hand off directly: an unlock
+that has waiters passes ownership to the first one, so none starves.
 """
 
 import collections
 import threading
+import time
 
 from .runtime.panic import PanicError
 from .runtime import sema as _sema
@@ -16,30 +17,84 @@ from .runtime import sema as _sema
 __all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Semaphore", "Locker"]
 
 _Lock = threading.Lock
+_monotonic = time.monotonic
+_HANDOFF = -1          # Waiter.n of a Mutex waiter that was handed the lock
 
 
 class Mutex:
-    """A mutual exclusion lock.  ``lock``, ``unlock``, ``try_lock``; a context manager."""
+    """A mutual exclusion lock.  ``lock``, ``unlock``, ``try_lock``; a context manager.
 
-    __slots__ = ("_mu", "_locked", "_q")
+    Go's two modes (sync/mutex.go).  Normal mode: ``unlock`` releases the lock
+    and wakes the first waiter, which then competes for it; a goroutine that is
+    running may take the lock first (barging), so a lock passed around a hot
+    loop does not convoy behind a cross-thread wake-up.  A woken waiter that
+    loses goes back to the *front* of the queue.  Starvation mode: a waiter that
+    has waited over 1 ms switches the mutex to direct hand-off: ``unlock``
+    passes ownership to the first waiter and newcomers queue behind it, until
+    the queue empties.  ``_woken`` (a waiter is awake and about to retry) keeps
+    ``unlock`` from waking a second one meanwhile.
+    """
+
+    __slots__ = ("_mu", "_locked", "_q", "_woken", "_starving")
+
+    STARVATION_S = 1e-3
 
     def __init__(self):
         self._mu = _Lock()
         self._locked = False
         self._q = collections.deque()
+        self._woken = False
+        self._starving = False
 
     def lock(self):
         mu = self._mu
         mu.acquire()
-        if not self._locked:
+        if not self._locked and not self._starving:
             self._locked = True
             mu.release()
             return
-        _sema.park_on(mu, self._q, _sema.Waiter(_sema.current("Mutex.lock")), "sync.Mutex.Lock")
+        self._lock_slow(mu)
+
+    def _lock_slow(self, mu):
+        # called with mu held; returns owning the lock, mu released
+        g = _sema.current("Mutex.lock")
+        start = _monotonic()
+        woken_before = False
+        while True:
+            # A newcomer may barge in normal mode only; a woken waiter is first
+            # in line in either mode, so a free lock is its.
+            if not self._locked and (woken_before or not (self._starving and self._q)):
+                self._locked = True
+                mu.release()
+                return
+            w = _sema.Waiter(g)
+            q = self._q
+            if woken_before:
+                q.appendleft(w)           # a woken waiter that lost keeps its turn
+            else:
+                q.append(w)
+            try:
+                _sema.park_queued(mu, q, w, "sync.Mutex.Lock")
+            except BaseException:
+                if w.ok:                  # woken or handed the lock as we were interrupted
+                    if w.n == _HANDOFF:
+                        self.unlock()
+                    else:                 # pass the wake-up on, as unlock would have
+                        mu.acquire()
+                        self._woken = False
+                        self._wake_one(mu)
+                raise
+            if w.n == _HANDOFF:           # starvation mode: ownership was passed to us
+                return
+            mu.acquire()
+            self._woken = False
+            woken_before = True
+            if not self._starving and _monotonic() - start > self.STARVATION_S:
+                self._starving = True
 
     def try_lock(self):
         with self._mu:
-            if self._locked:
+            if self._locked or self._starving:
                 return False
             self._locked = True
             return True
@@ -51,13 +106,32 @@ class Mutex:
             mu.release()
             raise PanicError("sync: unlock of unlocked mutex")
         q = self._q
-        while q:
-            w = q.popleft()
-            if _sema.claim(w):
-                mu.release()          # ownership passes to w: _locked stays True
-                _sema.wake(w)
-                return
+        if self._starving:
+            while q:
+                w = q.popleft()
+                if _sema.claim(w):
+                    w.n = _HANDOFF        # ownership passes to w: _locked stays True
+                    if not q:
+                        self._starving = False
+                    mu.release()
+                    _sema.wake(w)
+                    return
+            self._starving = False
         self._locked = False
+        self._wake_one(mu)
+
+    def _wake_one(self, mu):
+        # called with mu held; releases it.  Normal mode: wake the first waiter
+        # unless one is already awake and about to retry.
+        q = self._q
+        if not self._locked and not self._woken:
+            while q:
+                w = q.popleft()
+                if _sema.claim(w):
+                    self._woken = True
+                    mu.release()
+                    _sema.wake(w)
+                    return
         mu.release()
 
     def locked(self):

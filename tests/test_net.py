@@ -720,7 +720,7 @@ def test_busy_p_still_gets_readiness():
         d, t1 = recv_timeout(res, 5)
         stop[0] = True
         assert d == b"hi"
-        assert t1 - t0 < 0.5, t1 - t0
+        assert t1 - t0 < 2.0, t1 - t0      # starved, it would wait until the spinner stops
         assert recv_timeout(res, 5) == "spun"
     c.close()
     peer.close()

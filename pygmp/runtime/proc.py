@@ -85,6 +85,7 @@ class Sched:
         self.exiting = False                 # process shutdown: workers freeze (see _atexit)
         self.nworkers = 0                    # live worker threads
         self.nfrozen = 0
+        self.stealcount = 0                  # Gs stolen by Ps that have since retired
         self.sysmonidle = False              # sysmon is in its deep sleep (hint)
         self.sysmonwake = threading.Event()
 
@@ -566,6 +567,7 @@ def _retire(p):
                 s.pidle.remove(p)
             s.allp = [q for q in s.allp if q is not p]
             s.ngdelta += p.ngdelta
+            s.stealcount += p.stealcount
             p.ngdelta = 0
             s.runtime_idents.discard(p.ident)
             s.nthreads -= 1
