@@ -312,17 +312,15 @@ def _mloop(pool, m):
                 m.sema.acquire()
             job = m.job
             m.job = None
-            _run(s, job)
+            _run(s, job, pool, m)
             job = None
-            with _plock:
-                pool.idle.append(m)
     finally:
         with s.lock:
             s.runtime_idents.discard(ident)
             s.nthreads -= 1
 
 
-def _run(s, job):
+def _run(s, job, pool, m):
     fn, args, kwargs, ctx = job.fn, job.args, job.kwargs, job.ctx
     job.fn = job.args = job.kwargs = job.ctx = None
     t0 = _perf()
@@ -341,6 +339,11 @@ def _run(s, job):
     g = job.g
     job.g = None
     job.readyat = _perf()
+    # Back on the idle stack before the caller can run again: a goroutine that
+    # makes its next blocking call at once finds this M instead of starting one.
+    # (A submitter may hand us a job now; we only take it at m.sema.acquire.)
+    with _plock:
+        pool.idle.append(m)
     proc.goready(g)              # the job belongs to the G from here on
     job = None
     g = None
