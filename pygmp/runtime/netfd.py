@@ -492,59 +492,32 @@ class FD:
         self.sock.close()
 
     # -- I/O ---------------------------------------------------------------------------
-    def recv(self, n, flags=0):
-        self._lock_op(READ)
+    def _io(self, mode, op, *args):
+        """Go's I/O loop: hold the direction's fdMutex, try ``op(*args)``; on
+        EAGAIN park on the pollDesc and retry when readied."""
+        self._lock_op(mode)
         try:
-            recv = self.sock.recv
             while True:
                 try:
-                    return recv(n, flags)
+                    return op(*args)
                 except (BlockingIOError, InterruptedError):
                     pass
-                self._wait(READ)
+                self._wait(mode)
         finally:
-            self._unlock_op(READ)
+            self._unlock_op(mode)
+
+    def recv(self, n, flags=0):
+        return self._io(READ, self.sock.recv, n, flags)
 
     def recv_into(self, buf, nbytes=0, flags=0):
-        self._lock_op(READ)
-        try:
-            recv_into = self.sock.recv_into
-            while True:
-                try:
-                    return recv_into(buf, nbytes, flags)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                self._wait(READ)
-        finally:
-            self._unlock_op(READ)
+        return self._io(READ, self.sock.recv_into, buf, nbytes, flags)
 
     def recvfrom(self, n, flags=0):
-        self._lock_op(READ)
-        try:
-            recvfrom = self.sock.recvfrom
-            while True:
-                try:
-                    return recvfrom(n, flags)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                self._wait(READ)
-        finally:
-            self._unlock_op(READ)
+        return self._io(READ, self.sock.recvfrom, n, flags)
 
     def send(self, data, flags=0):
         """Send some of ``data`` (at least one byte unless it is empty)."""
-        self._lock_op(WRITE)
-        try:
-            send = self.sock.send
-            flags |= _MSG_NOSIGNAL
-            while True:
-                try:
-                    return send(data, flags)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                self._wait(WRITE)
-        finally:
-            self._unlock_op(WRITE)
+        return self._io(WRITE, self.sock.send, data, flags | _MSG_NOSIGNAL)
 
     def sendall(self, data, flags=0):
         """Send all of ``data``; returns its length."""
@@ -569,17 +542,7 @@ class FD:
             self._unlock_op(WRITE)
 
     def sendto(self, data, addr, flags=0):
-        self._lock_op(WRITE)
-        try:
-            sendto = self.sock.sendto
-            while True:
-                try:
-                    return sendto(data, flags, addr)
-                except (BlockingIOError, InterruptedError):
-                    pass
-                self._wait(WRITE)
-        finally:
-            self._unlock_op(WRITE)
+        return self._io(WRITE, self.sock.sendto, data, flags, addr)
 
     def accept(self):
         """Accept a connection: (socket, address).  EMFILE/ENFILE (and kernel
