@@ -34,7 +34,6 @@ number of times); connection refused/reset and broken pipes surface as
 ``ConnectionRefusedError``, ``ConnectionResetError``, ``BrokenPipeError``.
 """
 
-import errno as _errno
 import os as _os
 import queue as _queue
 import socket as _socket

@@ -6,8 +6,6 @@ stealing, gomaxprocs, checkdead), chan (channels, select), timers, sema,
 sysmon, park (idle wait), netpoll, stack, panic, cpu.
 """
 
-import threading as _threading
-
 from . import proc as _proc
 from .cpu import num_cpu
 from .panic import PanicError, Goexit as _Goexit

@@ -177,13 +177,6 @@ def getg():
     return p.curg
 
 
-def _thread_exited(ident):
-    s = _sched
-    if s is not None:
-        with s.lock:
-            s.threadgs.pop(ident, None)
-
-
 # ---------------------------------------------------------------------------
 # goroutine creation
 
@@ -486,14 +479,6 @@ def park_current(reason):
     gopark(g, reason)
 
 
-def current_for_park():
-    """The G that is about to park, or RuntimeError when called from g0."""
-    g = getg()
-    if g is None:
-        raise RuntimeError("pygmp: blocking operation called from the scheduler")
-    return g
-
-
 def gosched():
     """Yield: put the current goroutine at the tail of its P's queue."""
     g = getg()
@@ -582,7 +567,7 @@ def findrunnable(p):
         if p.draining:
             if p.spinning:
                 _resetspinning(p)
-            _drain_step(p)
+            _drain(p)
             if p.nhomed == 0:
                 return None
         g = next_local_fast(p)
@@ -602,7 +587,7 @@ def findrunnable(p):
         _idle(p)
 
 
-def _drain_step(p):
+def _drain(p):
     """A removed P gives away its movable Gs and then runs only its homed Gs."""
     moved = p.rq_grab_movable(1 << 30)
     with p.lock:
@@ -615,7 +600,6 @@ def _drain_step(p):
         with s.lock:
             s.runq.extend(moved)
         wakep()
-    return None
 
 
 def _resetspinning(p):

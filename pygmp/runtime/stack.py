@@ -11,7 +11,6 @@ Frames inside pygmp's runtime are left out, as Go hides runtime frames.
 
 import os
 import sys
-import threading
 import time
 import traceback
 
@@ -126,7 +125,6 @@ def all_gs():
 
 
 def format_all(skip_current_depth=2):
-    s = proc._sched
     frames = sys._current_frames()
     me = proc.getg()
     parts = []
