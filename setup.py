@@ -2,8 +2,8 @@
 
 - ``pygmp.runtime._netpoll``: the netpoller, generated and compiled by cffi
   (API mode, out-of-line) from csrc/netpoll_build.py.
-- ``pygmp._hot``: the scheduler hot path, a CPython extension over greenlet's
-  C API; built only when csrc/hot.c exists.
+- ``pygmp._hot``: the runtime core, a CPython extension over greenlet's C API
+  (csrc/*.c); required: there is no pure-Python fallback.
 
 Both need a C compiler: the build checks for one first and stops with a plain
 message when there is none.
@@ -74,19 +74,24 @@ class BuildExt(build_ext):
                 raise PlatformError(NO_HEADERS.format(detail=detail) + f" [{e}]") from None
 
 
-def ext_modules():
-    exts = []
-    if os.path.exists(os.path.join(HERE, "csrc", "hot.c")):
-        import greenlet  # build requirement; ships greenlet.h next to __init__.py
+# The runtime core (csrc/runtime.h lists what each file holds); the netpoller
+# is built separately by cffi.
+CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
+                "csrc/select.c", "csrc/stackcache.c"]
 
-        exts.append(
-            Extension(
-                "pygmp._hot",
-                ["csrc/hot.c"],
-                include_dirs=[os.path.dirname(greenlet.__file__)],
-            )
+
+def ext_modules():
+    import greenlet  # build requirement; ships greenlet.h next to __init__.py
+
+    return [
+        Extension(
+            "pygmp._hot",
+            CORE_SOURCES,
+            depends=["csrc/runtime.h"],
+            include_dirs=[os.path.dirname(greenlet.__file__), "csrc"],
+            extra_compile_args=["-fvisibility=hidden"],
         )
-    return exts
+    ]
 
 
 setup(

@@ -718,11 +718,6 @@ def machine_info(go_ver):
                     break
     except OSError:
         pass
-    r = subprocess.run([sys.executable, "-c", "import pygmp.runtime.hot as h; print('C' if h.ENABLED else 'pure Python')"],
-                       capture_output=True, text=True, cwd="/",
-                       env=dict(os.environ, PYTHONPATH=os.environ.get("PYTHONPATH", "") if _installed_pygmp()
-                                else os.path.dirname(HERE)))
-    info["pygmp_hot_path"] = r.stdout.strip() or None
     for mod in ("gevent", "greenlet", "psutil"):
         r = subprocess.run([sys.executable, "-c",
                             "import %s; print(%s.__version__)" % (mod, mod)],
@@ -899,7 +894,6 @@ def markdown(rows, info):
         cpus=info.get("cpus_usable"), py=info.get("python"),
         gev=info.get("gevent"), grn=info.get("greenlet"),
         go=info.get("go") or "no Go", rev=info.get("pygmp_rev"))
-    cap += " pygmp hot path: %s." % info.get("pygmp_hot_path")
     return "\n".join(lines) + "\n\n" + cap + "\n"
 
 

@@ -1,4 +1,4 @@
-"""G: the goroutine descriptor (Go's runtime2.go `g`), and the sudog waiter.
+"""G: the goroutine descriptor (Go's runtime2.go `g`).
 
 A G owns a greenlet once it first runs.  Until then it is *movable*: it sits in
 some runqueue as a plain record (fn, args, kwargs, context) and any P may take
@@ -13,7 +13,7 @@ released; readying them releases it.
 
 import threading
 
-from .hot import _hot
+from .. import _hot
 
 # G statuses, Go's names (runtime2.go).
 _Gidle = 0
@@ -31,43 +31,10 @@ STATUS_NAMES = {
 }
 
 
-_FIELDS = ("status", "locked", "glet", "home", "param", "sema", "waitreason",
-           "waitsince", "goid", "fn", "args", "kwargs", "ctx", "creator",
-           "sleeptimer", "lockedcount", "m")
-
-
-if _hot is not None:
-    # ``G(goid, fn, args, kwargs, ctx, creator)``: every field and the
-    # constructor live in C (csrc/hot.c), and Gs are not tracked by the cyclic
-    # GC (see _gdestroy for why that is safe).
-    G = _hot.GBase
-
-else:
-    class G:
-        __slots__ = _FIELDS + ("__weakref__",)
-
-        def __init__(self, goid, fn, args, kwargs, ctx, creator):
-            self.goid = goid
-            self.status = _Grunnable
-            self.glet = None          # greenlet, bound at first run (homing)
-            self.fn = fn
-            self.args = args
-            self.kwargs = kwargs
-            self.ctx = ctx            # contextvars.Context copy of the creator's
-            self.home = None          # P, set at first run; never changes after
-            self.waitreason = ""
-            self.waitsince = 0.0
-            self.param = None         # set by the waker: the sudog that completed
-            self.creator = creator    # (goid, code, lasti) of the go() call site
-            self.locked = False       # a thread G (parks on sema, has no P)
-            self.sema = None
-            self.sleeptimer = None    # reused timer for sleep()
-            self.lockedcount = 0      # lock_os_thread depth
-            self.m = None             # thread Gs: the M (OS thread) they belong to
-
-
-    def __repr__(self):
-        return "<G %d %s>" % (self.goid, STATUS_NAMES.get(self.status, self.status))
+# ``G(goid, fn, args, kwargs, ctx, creator)``: every field and the constructor
+# live in C (csrc/proc.c, struct GObject in csrc/runtime.h), and Gs are not
+# tracked by the cyclic GC (see proc._gdestroy for why that is safe).
+G = _hot.GBase
 
 
 def new_thread_g(goid, m):
@@ -80,26 +47,3 @@ def new_thread_g(goid, m):
     sema.acquire()            # held = no wake token; goready releases it
     g.sema = sema
     return g
-
-
-class Sudog:
-    """A waiter queued on a channel (Go's sudog).
-
-    Lives on the heap and is referenced from the channel's queue while the G
-    waits.  ``sel`` is the per-park "done" flag shared by every sudog of one
-    park (a select parks on several channels at once, and a thread G's park can
-    be cancelled by an exception): a waker must win ``sel.acquire(False)``
-    before it may complete the sudog, so a G is readied at most once per park.
-    Plain goroutine sends/receives have ``sel = None``: only one waker can ever
-    dequeue that sudog, under the channel lock.
-    """
-
-    __slots__ = ("g", "elem", "c", "sel", "success", "idx")
-
-    def __init__(self, g, elem, c, sel, idx):
-        self.g = g
-        self.elem = elem
-        self.c = c
-        self.sel = sel
-        self.success = False
-        self.idx = idx

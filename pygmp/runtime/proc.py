@@ -28,15 +28,21 @@ from greenlet import greenlet, getcurrent, GreenletExit
 from . import panic as _panic
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
 from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
-from .hot import _hot
+from .. import _hot
 
 _monotonic = time.monotonic
+runqput = _hot.runqput          # owner-only put; nxt: into runnext
+runqget = _hot.runqget          # owner-only get: runnext (capped streak), then the runq
+next_local_fast = _hot.next_local   # runqget + the slow cases via next_local below
+gopark = _hot.gopark            # park the current G (caller published a waiter)
+goready = _hot.goready          # make a parked G runnable on its home P
+_switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
 _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 
 GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
-STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/hot.c, 16 KiB each)
+STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
@@ -128,9 +134,8 @@ def start():
         m0.tg = s.maing
         s.threadgs[mt.ident] = s.maing
         _sched = s
-        if _hot is not None:
-            _hot.set_globrunq(s.runq)
-            _hot.install_stack_cache(STACK_CACHE_CHUNKS)
+        _hot.set_globrunq(s.runq)
+        _hot.install_stack_cache(STACK_CACHE_CHUNKS)
         _procresize(s, _initial_procs())
         from . import sysmon
         sysmon.start(s)
@@ -229,27 +234,6 @@ def go(fn, *args, **kwargs):
 # ---------------------------------------------------------------------------
 # runqueues
 
-def runqput(p, g, nxt):
-    """Owner-only put.  ``nxt``: into runnext, kicking the old runnext to the tail."""
-    lock = p.lock
-    lock.acquire()
-    if nxt:
-        old = p.runnext
-        p.runnext = g
-        if old is None:
-            lock.release()
-            return
-        g = old
-    p.runq.append(g)
-    if g.home is None:
-        p.nmovable += 1
-        if p.nmovable > RUNQ_MOVABLE_MAX:
-            lock.release()
-            _runqputslow(p)
-            return
-    lock.release()
-
-
 def _runqputslow(p):
     """Local movable Gs overflowed: move half of them to the global queue."""
     batch = p.rq_grab_movable(RUNQ_MOVABLE_MAX // 2)
@@ -257,31 +241,6 @@ def _runqputslow(p):
         s = _sched
         with s.lock:
             s.runq.extend(batch)
-
-
-def runqget(p):
-    """Owner-only get: runnext (capped streak), then the local runq."""
-    p.schedtick += 1
-    if p.stuck:
-        p.stuck = False
-    lock = p.lock
-    lock.acquire()
-    nx = p.runnext
-    if nx is not None and (p.streak < RUNNEXT_STREAK_MAX or not p.runq):
-        p.runnext = None
-        lock.release()
-        p.streak += 1
-        return nx
-    q = p.runq
-    if q:
-        g = q.popleft()
-        if g.home is None:
-            p.nmovable -= 1
-        lock.release()
-        p.streak = 0
-        return g
-    lock.release()
-    return None
 
 
 def globrunqget(p, maxn):
@@ -303,8 +262,8 @@ def globrunqget(p, maxn):
 
 def next_local(p):
     """The next G this P can run without blocking or stealing; runs due timers.
-    (The C hot path runs its own fast version and calls this one every 61st
-    tick, when a timer may be due, or when the global queue has work.)"""
+    The C core's next_local calls this one every 61st tick, when a timer may be
+    due, or when the global queue has work."""
     if (p.schedtick + 1) % FAIRNESS_TICKS == 0:
         p.schedtick += 1
         # a busy P polls its fds every few ms so I/O waiters are not starved
@@ -408,65 +367,12 @@ def _gbody(g):
             g = p.g0.switch(None)
 
 
-def gopark(g, reason):
-    """Park the current G.  The caller already published a waiter and set
-    ``g.status = _Gwaiting`` under the lock guarding it, then released that lock.
-    Returns when readied.  Thread Gs block their thread; goroutines switch
-    straight to the next runnable G of their P (to g0 only when there is none)."""
-    g.waitreason = reason
-    if g.locked:
-        _park_thread(g)
-        return
-    if _sched.exiting:
-        _freeze()
-    p = g.home
-    nxt = next_local_fast(p)
-    if nxt is g:
-        g.status = _Grunning
-        return
-    _switchto(p, nxt)
-
-
-def _switchto(p, nxt):
-    """Switch from the current G to ``nxt`` (None: to g0).  An unstarted G gets
-    a cached greenlet, or is handed to g0 to create one there."""
-    if nxt is not None:
-        glet = nxt.glet
-        if glet is None and p.gfree:
-            glet = p.gfree.pop()
-            _bind(p, nxt, glet)
-        if glet is not None:
-            p.curg = nxt
-            nxt.status = _Grunning
-            glet.switch(nxt)
-            return
-    p.curg = None
-    p.g0.switch(nxt)
-
-
 def _park_thread(g):
     """A thread G blocks its OS thread (GIL released) until readied."""
     s = _sched
     if s.nidle == len(s.allp):
         checkdead()
     g.sema.acquire()
-
-
-def goready(g):
-    """Make a parked G runnable on its home P (its thread, for thread Gs)."""
-    g.status = _Grunnable
-    if g.locked:
-        g.sema.release()
-        return
-    p = g.home
-    try:
-        m = _tls.m
-    except AttributeError:
-        m = None
-    if m is not None and m.p is p:
-        runqput(p, g, True)
-    else:
-        p.rq_put_remote(g)
 
 
 def park_current(reason):
@@ -507,8 +413,7 @@ def gosched():
 def _worker(p):
     m = M("worker", p)
     _tls.m = m
-    if _hot is not None:
-        _hot.set_current_p(p)
+    _hot.set_current_p(p)
     p.m = m
     p.g0 = getcurrent()
     p.ident = m.ident
@@ -871,9 +776,8 @@ def _after_fork_child():
         _old.append(_sched)
     _sched = None
     _tls = threading.local()
-    if _hot is not None:
-        _hot.set_current_p(None)
-        _hot.set_globrunq(None)
+    _hot.set_current_p(None)
+    _hot.set_globrunq(None)
 
 
 def _install_hooks():
@@ -926,8 +830,7 @@ def _atexit():
     if s is None or s.pid != os.getpid():
         return
     s.exiting = True
-    if _hot is not None:
-        _hot.set_exiting(_freeze)
+    _hot.set_exiting(_freeze)
     for p in list(s.allp):
         p.parker.unpark()
     deadline = _monotonic() + EXIT_FREEZE_WAIT
@@ -1016,19 +919,12 @@ def go_locked(fn, args, kwargs):
 
 
 # ---------------------------------------------------------------------------
-# the C hot path (csrc/hot.c) replaces the reference implementations above
+# the C core (csrc/proc.c) and the named points where it calls back into Python
+# (HACKING.md "The C/Python boundary")
 
-_getg_py = getg
-if _hot is not None:
-    from .chan import default as _default
-    _hot.init(getg=_getg_py, park_thread=_park_thread, next_local=next_local,
-              bind=_bind, runqputslow=_runqputslow, park_current=park_current,
-              globrunqget=globrunqget, panic_error=_panic.PanicError, default=_default)
-    getg = _hot.getg
-    gopark = _hot.gopark
-    goready = _hot.goready
-    runqput = _hot.runqput
-    runqget = _hot.runqget
-    next_local_fast = _hot.next_local
-else:
-    next_local_fast = next_local
+from .chan import default as _default
+_getg_slow = getg               # a thread with no P (main, plain, go_locked threads)
+getg = _hot.getg
+_hot.init(getg=_getg_slow, park_thread=_park_thread, next_local=next_local,
+          bind=_bind, runqputslow=_runqputslow, park_current=park_current,
+          panic_error=_panic.PanicError, default=_default)
