@@ -1,8 +1,9 @@
 /* The pygmp._hot module: the core's globals, the callbacks into Python, init. */
 #include "runtime.h"
 
-PyObject *py_getg, *py_park_thread, *py_next_local, *py_bind, *py_runqputslow,
+PyObject *py_getg, *py_park_thread, *py_next_local, *py_runqputslow,
          *py_park_current, *py_freeze;
+PyObject *py_fatalpanic, *py_exit_from_goroutine, *py_goexit, *py_time_sleep;
 PyObject *PanicError, *default_case, *glob_runq, *tuple_none;
 atomic_int exiting;
 PyObject *s_release, *s_acquire, *s_unpark, *s_chan_send, *s_chan_recv,
@@ -11,20 +12,23 @@ _Thread_local PyObject *tls_p;
 _Thread_local uint64_t rng_state;
 
 static PyObject *m_init(PyObject *m, PyObject *args, PyObject *kw) {
-    static char *kwl[] = {"getg", "park_thread", "next_local", "bind", "runqputslow",
-                          "park_current", "panic_error", "default", NULL};
-    PyObject *a[8];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOO", kwl, &a[0], &a[1], &a[2], &a[3],
-                                     &a[4], &a[5], &a[6], &a[7]))
+    static char *kwl[] = {"getg", "park_thread", "next_local", "runqputslow",
+                          "park_current", "panic_error", "default",
+                          "fatalpanic", "exit_from_goroutine", "goexit", NULL};
+    PyObject *a[10];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOO", kwl, &a[0], &a[1], &a[2], &a[3],
+                                     &a[4], &a[5], &a[6], &a[7], &a[8], &a[9]))
         return NULL;
     Py_XSETREF(py_getg, Py_NewRef(a[0]));
     Py_XSETREF(py_park_thread, Py_NewRef(a[1]));
     Py_XSETREF(py_next_local, Py_NewRef(a[2]));
-    Py_XSETREF(py_bind, Py_NewRef(a[3]));
-    Py_XSETREF(py_runqputslow, Py_NewRef(a[4]));
-    Py_XSETREF(py_park_current, Py_NewRef(a[5]));
-    Py_XSETREF(PanicError, Py_NewRef(a[6]));
-    Py_XSETREF(default_case, Py_NewRef(a[7]));
+    Py_XSETREF(py_runqputslow, Py_NewRef(a[3]));
+    Py_XSETREF(py_park_current, Py_NewRef(a[4]));
+    Py_XSETREF(PanicError, Py_NewRef(a[5]));
+    Py_XSETREF(default_case, Py_NewRef(a[6]));
+    Py_XSETREF(py_fatalpanic, Py_NewRef(a[7]));
+    Py_XSETREF(py_exit_from_goroutine, Py_NewRef(a[8]));
+    Py_XSETREF(py_goexit, Py_NewRef(a[9]));
     Py_RETURN_NONE;
 }
 static PyObject *m_set_exiting(PyObject *m, PyObject *f) {
@@ -51,15 +55,29 @@ static PyMethodDef mod_methods[] = {
     {"getg", (PyCFunction)m_getg, METH_NOARGS, "the current G"},
     {"switchto", (PyCFunction)(void (*)(void))m_switchto, METH_FASTCALL, "switchto(p, nxt): from the current G to nxt (None: g0)"},
     {"select", (PyCFunction)(void (*)(void))m_select, METH_FASTCALL, "Go's select"},
+    {"execute", (PyCFunction)(void (*)(void))m_execute, METH_FASTCALL, "execute(p, g): g0 runs g (gbody.c)"},
+    {"addtimer", (PyCFunction)(void (*)(void))m_addtimer, METH_FASTCALL, "addtimer(t, when, period=0.0) -> seq"},
+    {"deltimer", (PyCFunction)m_deltimer, METH_O, "deltimer(t) -> True if it was pending"},
+    {"runtimers", (PyCFunction)(void (*)(void))m_runtimers, METH_FASTCALL, "runtimers(p, now=None) -> timers fired"},
+    {"movetimers", (PyCFunction)(void (*)(void))m_movetimers, METH_FASTCALL, "movetimers(p, dst): a retiring P's timers"},
+    {"chantimer", (PyCFunction)m_chantimer, METH_O, "chantimer(c): an RTimer that sends time.time() on c"},
+    {"sleep", (PyCFunction)m_sleep, METH_O, "sleep(d): park the current goroutine for d seconds"},
+    {"set_allp", (PyCFunction)m_set_allp, METH_O, "set_allp(ps): the live Ps (timers pick and wake them)"},
+    {"_timers_debug", (PyCFunction)(void (*)(void))m_timers_debug, METH_FASTCALL, "test hook (timers.c)"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};
 
 PyMODINIT_FUNC PyInit__hot(void) {
-    if (proc_import_greenlet() < 0) return NULL;
+    if (proc_import_greenlet() < 0 || gbody_init() < 0 || timers_init() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
-        PyType_Ready(&ChanType) < 0)
+        PyType_Ready(&ChanType) < 0 || PyType_Ready(&TimerType) < 0)
         return NULL;
+    PyObject *tm = PyImport_ImportModule("time");
+    if (!tm) return NULL;
+    py_time_sleep = PyObject_GetAttrString(tm, "sleep");
+    Py_DECREF(tm);
+    if (!py_time_sleep) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return NULL
@@ -73,6 +91,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
     Py_INCREF(&GType); PyModule_AddObject(m, "GBase", (PyObject *)&GType);
     Py_INCREF(&PType); PyModule_AddObject(m, "PBase", (PyObject *)&PType);
     Py_INCREF(&ChanType); PyModule_AddObject(m, "ChanBase", (PyObject *)&ChanType);
+    Py_INCREF(&TimerType); PyModule_AddObject(m, "RTimer", (PyObject *)&TimerType);
     return m;
 }
 

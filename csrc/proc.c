@@ -83,7 +83,7 @@ PyTypeObject GType = {
     /* Not tracked by the cyclic GC: a live G is referenced by the runtime (it is
        never garbage), and a finished G drops every reference that could close a
        cycle (greenlet, function, arguments, context, sleep timer) when it dies
-       (proc._gdestroy).  Spawning 100,000 goroutines ran ~3x faster without GC
+       (gbody.c gdestroy).  Spawning 100,000 goroutines ran ~3x faster without GC
        passes over their Gs.  Used as is, not subclassed: a Python subclass
        would be a heap type, and heap types are always GC-tracked. */
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -104,17 +104,19 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->curg = Py_NewRef(Py_None);
     self->g0 = Py_NewRef(Py_None);
     self->gfree = PyList_New(0);
-    self->timer0 = Py_NewRef(Py_None);
     self->parker = Py_NewRef(Py_None);
     self->sleepuntil = PyFloat_FromDouble(-1.0);
-    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
+    self->gs = PySet_New(NULL);
+    self->ts = timers_alloc(self);
+    if (!self->gfree || !self->sleepuntil || !self->gs) { Py_DECREF(self); return NULL; }
+    if (!self->ts) { Py_DECREF(self); return PyErr_NoMemory(); }
     return (PyObject *)self;
 }
 static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->timer0); Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil); Py_VISIT(self->gs);
     Py_VISIT((PyObject *)self->lock);
     return 0;
 }
@@ -126,12 +128,14 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->timer0); Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil); Py_CLEAR(self->gs);
     return 0;
 }
 static void P_dealloc(PObject *self) {
     PyObject_GC_UnTrack(self);
     P_clear(self);
+    timers_release(self->ts);
+    self->ts = NULL;
     Py_CLEAR(self->lock);
     PyMem_RawFree(self->rq);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -292,10 +296,16 @@ static PyMemberDef P_members[] = {
     {"curg", T_OBJECT, offsetof(PObject, curg), 0, NULL},
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
-    {"timer0", T_OBJECT, offsetof(PObject, timer0), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
     {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
+    {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
+    {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},
+    {"gs", T_OBJECT, offsetof(PObject, gs), READONLY, "every started G homed here (copy it under p.lock)"},
+    {NULL}};
+static PyGetSetDef P_getset[] = {
+    {"timer0", (getter)P_get_timer0, NULL, "when this P's earliest timer fires (monotonic), or None", NULL},
+    {"ntimers", (getter)P_get_ntimers, NULL, "pending timers in this P's heap", NULL},
     {NULL}};
 PyTypeObject PType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -303,7 +313,7 @@ PyTypeObject PType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = P_new, .tp_dealloc = (destructor)P_dealloc,
     .tp_traverse = (traverseproc)P_traverse, .tp_clear = (inquiry)P_clear,
-    .tp_members = P_members, .tp_methods = P_methods,
+    .tp_members = P_members, .tp_methods = P_methods, .tp_getset = P_getset,
     .tp_doc = "C half of a P: lock, local runqueue ring, runnext (see pygmp/runtime/p.py).",
 };
 
@@ -348,18 +358,15 @@ PyObject *runqget_c(PObject *p) {
     return g;
 }
 
-/* next_local: fast path in C; the fairness tick, due timers and a non-empty
- * global queue go to Python's next_local_slow.  New ref, or NULL (none, or
- * an error if PyErr_Occurred()). */
+/* next_local: fast path in C, due timers run in C; the fairness tick and a
+ * non-empty global queue go to Python's next_local.  New ref, or NULL (none,
+ * or an error if PyErr_Occurred()). */
 PyObject *next_local_c(PObject *p) {
     int slow = ((p->schedtick + 1) % FAIRNESS_TICKS) == 0;
-    if (!slow && p->timer0 != Py_None) {
-#ifdef __linux__
-        double t0 = PyFloat_AS_DOUBLE(p->timer0);
-        slow = t0 <= mono();
-#else
-        slow = 1;
-#endif
+    double now;
+    if (atomic_load_explicit(&p->ts->timer0, memory_order_relaxed) <= (now = mono())) {
+        runtimers_c(p, now);
+        if (PyErr_Occurred()) return NULL;
     }
     if (!slow) {
         PyObject *g = runqget_c(p);
@@ -381,10 +388,9 @@ int switchto_c(PObject *p, PyObject *nxt) {
             Py_ssize_t n = PyList_GET_SIZE(p->gfree);
             glet = Py_NewRef(PyList_GET_ITEM(p->gfree, n - 1));
             if (PyList_SetSlice(p->gfree, n - 1, n, NULL) < 0) { Py_DECREF(glet); Py_DECREF(nxt); return -1; }
-            PyObject *b = PyObject_CallFunctionObjArgs(py_bind, (PyObject *)p, nxt, glet, NULL);
+            int b = bind_c(p, G_CAST(nxt), glet);
             Py_DECREF(glet);
-            if (!b) { Py_DECREF(nxt); return -1; }
-            Py_DECREF(b);
+            if (b < 0) { Py_DECREF(nxt); return -1; }
             glet = G_CAST(nxt)->glet;
             /* a free greenlet waits for the G it is to run: pass it */
             Py_SETREF(p->curg, Py_NewRef(nxt));

@@ -9,6 +9,9 @@
  *   chan.c        channels (chan.go): buffer ring, sudog wait queues, close
  *   select.c      select (select.go): lock order, random poll order, park on all
  *   stackcache.c  cache of greenlets' interpreter data-stack chunks
+ *   timers.c      timers (time.go): per-P 4-ary heaps, timer objects, sleep
+ *   gbody.c       a goroutine's life on its greenlet: execute, the body loop,
+ *                 bind (home), destroy, gFree reuse
  *   module.c      the module: globals, callbacks into Python, init
  *
  * Invariants (pygmp/HACKING.md has the full list):
@@ -21,6 +24,13 @@
  *    only be completed by the waker that wins atomic_exchange(&ps->done, 1).
  *  - No Python code runs while a runtime lock is held (no DECREF that can
  *    reach zero, no calls): references are dropped after unlocking.
+ *  - ts->mu guards a timers heap and, while a timer is in that heap (t->ts ==
+ *    ts), the timer's when/period/seq/pending/idx; a timer in no heap is
+ *    touched only by its owner (calls on one timer are serialized by the
+ *    caller).  heap[0] is never a zombie; ts->timer0 == heap[0].when (or
+ *    +inf) and is read without any lock.  A chan timer's seq only changes with
+ *    its sendlock held too (Go's sendLock): lock order sendlock -> ts->mu ->
+ *    the channel's lock is never taken under ts->mu.
  */
 #ifndef PYGMP_RUNTIME_H
 #define PYGMP_RUNTIME_H
@@ -40,6 +50,8 @@
 #define RUNQ_MOVABLE_MAX 256     /* more movable Gs in a local runq spill half to the global queue */
 #define RUNNEXT_STREAK_MAX 3     /* runnext picks in a row while the runq has work (Tokio's LIFO cap) */
 #define FAIRNESS_TICKS 61        /* every 61st schedtick looks at the global queue (Go) */
+#define GFREE_MAX 1024           /* per-P cache of finished goroutines' greenlets */
+#define Gdead 6
 
 /* ------------------------------------------------------------ structs */
 
@@ -66,8 +78,13 @@ typedef struct {
     long long schedtick;
     int streak;
     char stuck, sleeping, draining;
-    PyObject *curg, *g0, *gfree, *timer0, *parker, *sleepuntil;
+    PyObject *curg, *g0, *gfree, *parker, *sleepuntil;
     double lastpoll;
+    /* gbody.c: goroutine life (owner thread; gs is written under p->lock) */
+    Py_ssize_t nhomed, ngdelta;
+    PyObject *gs;                 /* set of every started G homed here (the runtime's reference) */
+    /* timers.c */
+    struct timers *ts;            /* this P's timer heap (never NULL while the P lives) */
 } PObject;
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
@@ -93,11 +110,50 @@ typedef struct ChanObject {
     PyObject *weakreflist;
 } ChanObject;
 
+/* ------------------------------------------------------------ timers (timers.c) */
+
+typedef struct TimerObject TimerObject;
+/* a C fire function: called with the GIL, outside every runtime lock */
+typedef void (*timerfire_fn)(TimerObject *t, void *carg, long long seq);
+
+enum { TK_PY = 0, TK_GOREADY = 1, TK_CHAN = 2, TK_C = 3 };
+
+typedef struct { double when; TimerObject *t; } timerwhen;   /* a heap entry (holds a ref to t) */
+
+/* Go's `timers`: one per P.  Allocated apart from the P and never freed (a
+ * retired P's goes on a free list for the next P), so a thread that read
+ * t->ts may always lock it and re-check. */
+typedef struct timers {
+    PyThread_type_lock mu;
+    timerwhen *heap;              /* 4-ary min-heap on when */
+    Py_ssize_t len, cap, zombies; /* zombies: entries whose timer was deleted */
+    _Atomic double timer0;        /* heap[0].when, +inf when empty: read without mu */
+    PObject *p;                   /* borrowed; NULL once retired */
+    int dead;                     /* retired (movetimers): adders pick another P */
+    struct timers *nextfree;
+} timers;
+
+struct TimerObject {
+    PyObject_HEAD
+    double when, period;          /* when the pending arming fires; period > 0: repeat */
+    long long seq;                /* bumped by every arming and by every delete of a pending one */
+    _Atomic(timers *) ts;         /* the heap it is in (NULL: none) */
+    Py_ssize_t idx;               /* its index in ts->heap */
+    char pending;                 /* armed and not yet run (in a heap; !pending in a heap = zombie) */
+    char kind;                    /* TK_*: what firing does */
+    atomic_int sending;           /* TK_CHAN one-shot: popped, send not done yet (Go's isSending) */
+    PyObject *f, *arg;            /* TK_PY: f(arg, seq); TK_GOREADY: arg = the G; TK_CHAN: arg = the channel */
+    timerfire_fn cfire;           /* TK_C: cfire(t, carg, seq) */
+    void *carg;
+    PyThread_type_lock sendlock;  /* TK_CHAN: Go's sendLock */
+    PyObject *weakreflist;
+};
+
 #define G_CAST(o) ((GObject *)(o))
 #define P_CAST(o) ((PObject *)(o))
 #define C_CAST(o) ((ChanObject *)(o))
 
-extern PyTypeObject LockType, GType, PType, ChanType;
+extern PyTypeObject LockType, GType, PType, ChanType, TimerType;
 
 /* ------------------------------------------------------------ globals (module.c) */
 
@@ -106,7 +162,10 @@ extern PyTypeObject LockType, GType, PType, ChanType;
 extern PyObject *py_getg;          /* proc._getg_slow(): the G of a thread with no P */
 extern PyObject *py_park_thread;   /* proc._park_thread(g): block a thread G's OS thread */
 extern PyObject *py_next_local;    /* proc.next_local(p): fairness tick, due timers, global queue */
-extern PyObject *py_bind;          /* proc._bind(p, g, glet): home g on p at its first run */
+extern PyObject *py_fatalpanic;    /* panic.fatalpanic(g, exc): an exception escaped a goroutine */
+extern PyObject *py_exit_from_goroutine;  /* panic.exit_from_goroutine(exc): SystemExit in a goroutine */
+extern PyObject *py_goexit;        /* panic.Goexit: raised by goexit() to end a goroutine */
+extern PyObject *py_time_sleep;    /* time.sleep: a thread G's sleep blocks its thread */
 extern PyObject *py_runqputslow;   /* proc._runqputslow(p): spill movable Gs to the global queue */
 extern PyObject *py_park_current;  /* proc.park_current(reason): park forever (nil channel, empty select) */
 extern PyObject *py_freeze;        /* proc._freeze(): block this worker forever (exit) */
@@ -123,9 +182,14 @@ extern _Thread_local uint64_t rng_state;
 
 /* ------------------------------------------------------------ helpers */
 
+/* The clock of Python's time.monotonic() (timers, waitsince). */
 static inline double mono(void) {
     struct timespec ts;
+#ifdef __APPLE__
+    clock_gettime(CLOCK_UPTIME_RAW, &ts);   /* mach_absolute_time, as time.monotonic */
+#else
     clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
@@ -189,6 +253,36 @@ void sudog_free(sudog *s);
 int buf_push(ChanObject *c, PyObject *v);
 PyObject *buf_pop(ChanObject *c);
 PyObject *current_g(const char *what);
+
+/* chan.c: non-blocking send (1 sent, 0 not, -1 error) and drain (1 if it held values) */
+int chan_trysend_c(ChanObject *c, PyObject *v);
+int chan_drain_c(ChanObject *c);
+
+/* timers.c: the runtime timers.  Every call needs the GIL; none holds a lock
+ * when it returns, and firing (f, goready, a channel send, cfire) runs outside
+ * every timer lock. */
+TimerObject *timer_new_c(timerfire_fn fire, void *carg);   /* a C-fired timer (TK_C) */
+int timer_add(TimerObject *t, double when, double period);  /* arm (re-arm) on monotonic `when`; 0 or -1 */
+int timer_del(TimerObject *t);     /* disarm: 1 if it was pending, 0 if not */
+Py_ssize_t runtimers_c(PObject *p, double now);   /* fire p's due timers (any thread); how many */
+timers *timers_alloc(PObject *p);
+void timers_release(timers *ts);   /* the P is gone: drop what is left, recycle ts */
+PyObject *m_addtimer(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_deltimer(PyObject *m, PyObject *t);
+PyObject *m_runtimers(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_movetimers(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_chantimer(PyObject *m, PyObject *c);
+PyObject *m_sleep(PyObject *m, PyObject *d);
+PyObject *m_set_allp(PyObject *m, PyObject *allp);
+PyObject *m_timers_debug(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *P_get_timer0(PObject *p, void *u);
+PyObject *P_get_ntimers(PObject *p, void *u);
+
+/* gbody.c */
+int gbody_init(void);
+int timers_init(void);
+int bind_c(PObject *p, GObject *g, PyObject *glet);   /* g's first run: home it on p */
+PyObject *m_execute(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);

@@ -4,16 +4,16 @@ Ownership (see HACKING.md):
 - ``streak``, ``schedtick``, ``curg``, ``gfree``, ``nhomed``, ``ngdelta``,
   ``goidcache`` are owned by the P's worker thread: only it writes them (other
   threads read ``curg``/``schedtick`` for diagnostics and sysmon only).
+  ``nhomed``, ``ngdelta`` and ``gs`` live in C (csrc/gbody.c keeps them).
 - ``runq``, ``runnext``, ``nmovable``, ``sleeping``, ``sleepuntil`` are guarded
   by ``p.lock``: other threads push homed Gs readied for this P and steal
   movable Gs (runnext only while sysmon has marked the P ``stuck``).
 - ``gs`` (every started G homed here, the runtime's strong reference to each
   live goroutine) is written by the owner under ``p.lock`` so that diagnostic
   readers on other threads can copy it.
-- timers: ``timers``, ``ntimers``, ``timer0`` are guarded by ``p.tlock``.
+- timers: the P's heap lives in C (csrc/timers.c, under its own lock);
+  ``timer0`` (earliest deadline or None) and ``ntimers`` are read-only views.
 """
-
-import threading
 
 from .. import _hot
 from .park import LockParker
@@ -28,8 +28,7 @@ RUNQ_MOVABLE_MAX = 256     # Go's local ring size: movable Gs beyond it spill to
 RUNNEXT_STREAK_MAX = 3     # at most this many consecutive runnext picks (Tokio's LIFO-slot cap)
 
 
-_PYFIELDS = ("id", "status", "nhomed", "gs", "ngdelta", "goidcache", "goidend",
-             "timers", "tlock", "ntimers", "timerseq", "idle", "spinning",
+_PYFIELDS = ("id", "status", "goidcache", "goidend", "idle", "spinning",
              "thread", "ident", "stealcount", "m", "__weakref__")
 
 
@@ -46,15 +45,8 @@ class P(_hot.PBase):
         self.status = _Pidle
         self.parker = parker if parker is not None else LockParker()
         self.m = None
-        self.nhomed = 0
-        self.gs = set()
-        self.ngdelta = 0
         self.goidcache = 0
         self.goidend = 0
-        self.timers = []
-        self.tlock = threading.Lock()
-        self.ntimers = 0
-        self.timerseq = 0
         self.idle = False        # guarded by sched.lock: on sched.pidle
         self.spinning = False    # guarded by sched.lock
         self.thread = None

@@ -23,10 +23,10 @@ import sys
 import threading
 import time
 
-from greenlet import greenlet, getcurrent, GreenletExit
+from greenlet import getcurrent, GreenletExit
 
 from . import panic as _panic
-from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
+from .g import G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead
 from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
 from .. import _hot
 
@@ -41,7 +41,6 @@ _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 
-GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
 STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
@@ -261,9 +260,9 @@ def globrunqget(p, maxn):
 
 
 def next_local(p):
-    """The next G this P can run without blocking or stealing; runs due timers.
-    The C core's next_local calls this one every 61st tick, when a timer may be
-    due, or when the global queue has work."""
+    """The next G this P can run without blocking or stealing.  The C core's
+    next_local (which runs due timers itself) calls this one every 61st tick
+    or when the global queue has work."""
     if (p.schedtick + 1) % FAIRNESS_TICKS == 0:
         p.schedtick += 1
         # a busy P polls its fds every few ms so I/O waiters are not starved
@@ -274,10 +273,6 @@ def next_local(p):
             if g is not None:
                 p.streak = 0
                 return g
-    t0 = p.timer0
-    if t0 is not None and t0 <= _monotonic():
-        from .timers import runtimers
-        runtimers(p)
     g = runqget(p)
     if g is None and _sched.runq and not p.draining:
         g = globrunqget(p, 0)
@@ -285,87 +280,8 @@ def next_local(p):
 
 
 # ---------------------------------------------------------------------------
-# running Gs: execute, the goroutine body, park and ready
-
-def _bind(p, g, glet):
-    """First run of ``g``: home it on ``p`` with greenlet ``glet``."""
-    g.home = p
-    g.glet = glet
-    p.nhomed += 1
-    with p.lock:
-        p.gs.add(g)
-
-
-def _glet_for(p, g):
-    """Greenlet for ``g`` (g0 only: may create one)."""
-    glet = g.glet
-    if glet is None:
-        gf = p.gfree
-        glet = gf.pop() if gf else greenlet(_gbody, p.g0)
-        _bind(p, g, glet)
-    return glet
-
-
-def _rung(g):
-    fn, args, kwargs, ctx = g.fn, g.args, g.kwargs, g.ctx
-    g.fn = g.args = g.kwargs = g.ctx = None
-    try:
-        ctx.run(fn, *args, **kwargs)
-    except _panic.Goexit:
-        pass
-    except SystemExit as e:
-        _panic.exit_from_goroutine(e)
-    except GreenletExit:
-        raise
-    except BaseException as e:
-        _panic.fatalpanic(g, e)
-
-
-def _gdestroy(p, g):
-    # A dead G keeps no reference that could close a cycle back to itself (the
-    # C G is not GC-tracked): greenlet, function and arguments (cleared by
-    # _rung), the sleep timer (whose arg is the G).
-    g.status = _Gdead
-    g.glet = None
-    g.sleeptimer = None
-    g.param = None
-    p.nhomed -= 1
-    p.ngdelta -= 1
-    with p.lock:
-        p.gs.discard(g)
-
-
-def _gbody(g):
-    """Body of every goroutine greenlet: run a G, then reuse this greenlet for the
-    next unstarted G (Go's gFree list), so spawning rarely creates a greenlet."""
-    me = getcurrent()
-    while True:
-        _rung(g)
-        p = g.home
-        _gdestroy(p, g)
-        if _sched is not None and _sched.exiting:
-            _freeze()
-        nxt = next_local_fast(p)
-        if nxt is not None and nxt.glet is None:
-            _bind(p, nxt, me)
-            p.curg = nxt
-            nxt.status = _Grunning
-            g = nxt
-            continue
-        if len(p.gfree) >= GFREE_MAX:
-            if nxt is not None:
-                runqput(p, nxt, True)
-            p.curg = None
-            return                       # greenlet ends; control goes to g0
-        p.gfree.append(me)
-        if nxt is not None:
-            p.curg = nxt
-            nxt.status = _Grunning
-            g = nxt.glet.switch(nxt)
-        else:
-            p.curg = None
-            g = p.g0.switch(None)
-
+# running Gs: park and ready (a goroutine's life on its greenlet, from its
+# first run to its end and the reuse of its greenlet, is csrc/gbody.c)
 
 def _park_thread(g):
     """A thread G blocks its OS thread (GIL released) until readied."""
@@ -423,14 +339,9 @@ def _worker(p):
             g = findrunnable(p)
             if g is None:
                 break
-            # A G that switches back to g0 may hand over an unstarted G: new
-            # greenlets are only ever created here, on g0's shallow stack (a
-            # greenlet starts at the recursion depth of whoever switched to it).
-            while g is not None:
-                glet = g.glet or _glet_for(p, g)
-                p.curg = g
-                g.status = _Grunning
-                g = glet.switch(g)
+            # g0 runs g, and the unstarted Gs goroutines hand back to it (new
+            # greenlets are only ever created on g0's shallow stack)
+            _hot.execute(p, g)
     finally:
         _retire(p)
 
@@ -446,8 +357,8 @@ def _retire(p):
     p.status = _Pdead
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
-        from .timers import movetimers
-        movetimers(p, s)
+        live = [q for q in s.allp if q is not p and not q.draining]
+        _hot.movetimers(p, live[0] if live else None)
         with s.lock:
             if p.spinning:               # woken by wakep, then retired: not spinning any more
                 p.spinning = False
@@ -456,6 +367,7 @@ def _retire(p):
                 p.idle = False
                 s.pidle.remove(p)
             s.allp = [q for q in s.allp if q is not p]
+            _hot.set_allp(s.allp)
             s.ngdelta += p.ngdelta
             s.stealcount += p.stealcount
             p.ngdelta = 0
@@ -531,8 +443,7 @@ def _stealwork(p):
             continue
         t0 = q.timer0
         if t0 is not None and t0 <= now:
-            from .timers import runtimers
-            runtimers(q)
+            _hot.runtimers(q)
         # a busy or blocked P must not hold up readiness of fds in its poller
         if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
             q.parker.poll()
@@ -587,7 +498,7 @@ def _idle(p):
 def _idle_sleep(p, s, alldead):
     # Publish "sleeping, deadline unknown" first, then read the timers: a timer
     # added concurrently either is seen here or its adder sees us sleeping with
-    # an unknown/later deadline and unparks us (timers.wake_for_timer).
+    # an unknown/later deadline and unparks us (csrc/timers.c wake_for_timer).
     with p.lock:
         sleep = not p.rq_len() and p.runnext is None
         p.sleeping = sleep
@@ -686,6 +597,7 @@ def _procresize(s, n):
                     s.pidle.remove(p)
             s.allp = keep + [p for p in s.allp if p.draining]
         s.gomaxprocs = n
+        _hot.set_allp(s.allp)
         drained = [p for p in s.allp if p.draining]
     for p in drained:
         p.parker.unpark()
@@ -778,6 +690,7 @@ def _after_fork_child():
     _tls = threading.local()
     _hot.set_current_p(None)
     _hot.set_globrunq(None)
+    _hot.set_allp(())
 
 
 def _install_hooks():
@@ -926,5 +839,7 @@ from .chan import default as _default
 _getg_slow = getg               # a thread with no P (main, plain, go_locked threads)
 getg = _hot.getg
 _hot.init(getg=_getg_slow, park_thread=_park_thread, next_local=next_local,
-          bind=_bind, runqputslow=_runqputslow, park_current=park_current,
-          panic_error=_panic.PanicError, default=_default)
+          runqputslow=_runqputslow, park_current=park_current,
+          panic_error=_panic.PanicError, default=_default,
+          fatalpanic=_panic.fatalpanic, exit_from_goroutine=_panic.exit_from_goroutine,
+          goexit=_panic.Goexit)
