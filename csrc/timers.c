@@ -247,8 +247,9 @@ static PObject *pick_p(void) {
     for (Py_ssize_t i = 0; i < n; i++) nlive += !P_CAST(PyTuple_GET_ITEM(a, i))->draining;
     PObject *p = me;
     if (n) {
-        unsigned long k = PyThread_get_thread_ident();
-        Py_ssize_t want = (Py_ssize_t)(k % (unsigned long)(nlive ? nlive : n));
+        /* thread ids are aligned addresses: mix them before taking the modulo */
+        uint64_t k = (uint64_t)PyThread_get_thread_ident() * 0x9E3779B97F4A7C15ull;
+        Py_ssize_t want = (Py_ssize_t)((k >> 32) % (uint64_t)(nlive ? nlive : n));
         for (Py_ssize_t i = 0; i < n; i++) {
             PObject *q = P_CAST(PyTuple_GET_ITEM(a, i));
             if (nlive && q->draining) continue;
@@ -810,14 +811,16 @@ PyObject *m_timers_debug(PyObject *m, PyObject *const *args, Py_ssize_t n) {
 /* ------------------------------------------------------------ sleep */
 
 static int duration_of(PyObject *d, const char *who, double *out) {
-    if (PyFloat_CheckExact(d)) { *out = PyFloat_AS_DOUBLE(d); return 0; }
-    if (PyBool_Check(d) || !(PyFloat_Check(d) || PyLong_Check(d))) {
+    if (PyFloat_CheckExact(d)) {
+        *out = PyFloat_AS_DOUBLE(d);
+    } else if (PyBool_Check(d) || !(PyFloat_Check(d) || PyLong_Check(d))) {
         PyErr_Format(PyExc_TypeError, "%s: duration must be a number of seconds, not %s", who,
                      Py_TYPE(d)->tp_name);
         return -1;
+    } else {
+        *out = PyFloat_Check(d) ? PyFloat_AsDouble(d) : PyLong_AsDouble(d);
+        if (*out == -1.0 && PyErr_Occurred()) return -1;
     }
-    *out = PyFloat_Check(d) ? PyFloat_AsDouble(d) : PyLong_AsDouble(d);
-    if (*out == -1.0 && PyErr_Occurred()) return -1;
     if (isnan(*out)) { PyErr_Format(PyExc_ValueError, "%s: duration is NaN", who); return -1; }
     return 0;
 }
