@@ -26,6 +26,7 @@ import time
 from greenlet import greenlet, getcurrent, GreenletExit
 
 from . import panic as _panic
+from . import settings as _settings
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
 from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
 from .. import _hot
@@ -105,15 +106,10 @@ _old = []                  # runtimes orphaned by fork: kept alive, never run ag
 # ---------------------------------------------------------------------------
 # start-up, Ms, getg
 
-def _initial_procs():
+def _initial_procs(settings):
+    if settings.GOMAXPROCS is not None:
+        return settings.GOMAXPROCS
     from .cpu import num_cpu
-    env = os.environ.get("GOMAXPROCS", "")
-    try:
-        n = int(env)
-        if n >= 1:
-            return n
-    except ValueError:
-        pass
     return num_cpu()
 
 
@@ -127,6 +123,7 @@ def start():
         if _sched is not None:
             return _sched
         s = Sched()
+        s.settings = _settings.load()
         mt = threading.main_thread()
         m0 = M("m0")
         m0.ident = mt.ident
@@ -136,7 +133,7 @@ def start():
         _sched = s
         _hot.set_globrunq(s.runq)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS)
-        _procresize(s, _initial_procs())
+        _procresize(s, _initial_procs(s.settings))
         from . import sysmon
         sysmon.start(s)
         _install_hooks()
@@ -644,15 +641,15 @@ def wakep():
 # GOMAXPROCS
 
 def _newp(s):
-    p = P(s.nextpid, _new_parker())
+    p = P(s.nextpid, _new_parker(s))
     p.parker.bind(p)          # the parker updates p.lastpoll
     s.nextpid += 1
     return p
 
 
-def _new_parker():
+def _new_parker(s):
     from . import park
-    return park.new_parker()
+    return park.new_parker(s.settings.PYGMP_NETPOLL_SHARED)
 
 
 def _startworker(s, p):
