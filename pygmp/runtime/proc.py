@@ -534,7 +534,7 @@ def _stealwork(p):
         if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
             q.parker.poll()
         if q.nmovable or (q.stuck and q.runnext is not None):
-            taken = q.rq_steal(GLOBRUNQ_BATCH_MAX)
+            taken = q.rq_steal()
             if taken:
                 p.stealcount += len(taken)
                 g = taken[0]
