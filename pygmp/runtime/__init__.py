@@ -8,6 +8,7 @@ park (idle wait), netpoll, netfd, stack, panic, cpu, settings.
 
 from . import proc as _proc
 from . import process as _process  # noqa: F401  (installs the fork/exit hooks at start)
+from . import sysmon as _sysmon  # noqa: F401  (starts sysmon with the runtime)
 from . import locked as _locked
 from .cpu import num_cpu
 from .panic import PanicError, Goexit as _Goexit
@@ -60,7 +61,7 @@ def go_locked(fn, *args, **kwargs):
 def stack(all=False):
     """The current goroutine's stack (or every goroutine's) in Go's format."""
     if all:
-        return _format_all(3)
+        return _format_all(_proc._sched, 3)
     return _current_text()
 
 

@@ -23,7 +23,7 @@ def go_locked(fn, args, kwargs):
             s.lock.release()
             try:
                 _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                             % s.maxthreads, with_stacks=False)
+                             % s.maxthreads)
             finally:
                 s.lock.acquire()
         s.nthreads += 1

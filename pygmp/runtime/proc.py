@@ -100,7 +100,7 @@ _sched = None
 _startlock = threading.Lock()
 _tls = threading.local()
 _old = []                  # runtimes orphaned by fork: kept alive, never run again
-_start_hooks = []          # run once by start() with the new Sched (process.py registers)
+_start_hooks = []          # f(sched) run by start() for each new runtime (process.py: fork/exit hooks; sysmon.py: sysmon)
 
 
 # ---------------------------------------------------------------------------
@@ -134,8 +134,6 @@ def start():
         _hot.set_globrunq(s.runq)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS)
         _procresize(s, _initial_procs(s.settings))
-        from . import sysmon
-        sysmon.start(s)
         for hook in _start_hooks:
             hook(s)
         return s
@@ -656,7 +654,7 @@ def _new_parker(s):
 def _startworker(s, p):
     if s.nthreads + 1 > s.maxthreads:
         _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                     % s.maxthreads, with_stacks=False)
+                     % s.maxthreads)
     s.nthreads += 1
     s.nworkers += 1
     t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
@@ -757,9 +755,8 @@ def checkdead():
         if s.nidle != len(s.allp) or s.runq:
             return
     if s.maingoexit and num_goroutine() == 0:
-        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!",
-                     with_stacks=False)
-    _panic.fatal("all goroutines are asleep - deadlock!")
+        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!")
+    _panic.fatal("all goroutines are asleep - deadlock!", s)
 
 
 # ---------------------------------------------------------------------------
