@@ -1,7 +1,7 @@
 """One shared netpoller vs one poller per P (HACKING.md "## Netpoller").
 
 Runs a goroutine-per-connection echo server under both parker modes (default: per-P;
-PYGMP_NETPOLL=shared: one poller for all Ps) at several GOMAXPROCS values and
+PYGMP_NETPOLL_SHARED=1: one poller for all Ps) at several GOMAXPROCS values and
 drives it with bench/echo_client.c (a one-thread C epoll client, compiled here)
 doing 64-byte round trips.  Every configuration runs ROUNDS times, interleaved,
 and the median run (by requests/s) is reported.  "hops" is the share of Gs
@@ -67,9 +67,9 @@ print(json.dumps(netfd.stats), flush=True)
 
 def run_one(client, mode, procs, conns, seconds):
     env = dict(os.environ)
-    env.pop("PYGMP_NETPOLL", None)
+    env.pop("PYGMP_NETPOLL_SHARED", None)
     if mode == "shared":
-        env["PYGMP_NETPOLL"] = "shared"
+        env["PYGMP_NETPOLL_SHARED"] = "1"
     srv = subprocess.Popen([sys.executable, "-c", SERVER, str(procs)], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
                            start_new_session=True, cwd="/")   # import the installed pygmp

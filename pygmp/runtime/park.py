@@ -20,7 +20,7 @@ Every P has a *parker* with this interface (proc.py uses nothing else):
 the compiled netpoller is importable; ``LockParker`` (a plain lock, no I/O) is
 the fallback.  ``SharedPollParker`` puts every P on one shared poller: it exists
 for the measurement in HACKING.md (``## Netpoller``) and is selected with
-``PYGMP_NETPOLL=shared``.
+``PYGMP_NETPOLL_SHARED=1``.
 
 Registration (used by netfd.py): ``parker.register(fd, pd)`` adds ``fd`` to
 the poller under ``pd.token`` and returns the object to pass to
@@ -206,7 +206,7 @@ class PollParker:
 
 
 class _SharedPoller:
-    """The one poller of ``PYGMP_NETPOLL=shared`` mode (per process)."""
+    """The one poller of ``PYGMP_NETPOLL_SHARED=1`` mode (per process)."""
 
     def __init__(self):
         from .netpoll import Poller
@@ -335,12 +335,13 @@ class SharedPollParker:
         self.closed = True
 
 
-def new_parker():
-    """The parker a new P gets: the netpoller's when it is available."""
+def new_parker(shared=False):
+    """The parker a new P gets: the netpoller's when it is available (one shared
+    by every P with ``shared``: settings.PYGMP_NETPOLL_SHARED)."""
     try:
         from . import netpoll  # noqa: F401  (the compiled module)
     except ImportError:
         return LockParker()
-    if os.environ.get("PYGMP_NETPOLL", "") == "shared":
+    if shared:
         return SharedPollParker()
     return PollParker()
