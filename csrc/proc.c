@@ -366,8 +366,8 @@ PyObject *runqget_c(PObject *p) {
  * or an error if PyErr_Occurred()). */
 PyObject *next_local_c(PObject *p) {
     int slow = ((p->schedtick + 1) % FAIRNESS_TICKS) == 0;
-    double now;
-    if (atomic_load_explicit(&p->ts->timer0, memory_order_relaxed) <= (now = mono())) {
+    double t0 = atomic_load_explicit(&p->ts->timer0, memory_order_relaxed), now;
+    if (t0 < HUGE_VAL && t0 <= (now = mono())) {   /* +inf: no timer, no clock read */
         runtimers_c(p, now);
         if (PyErr_Occurred()) return NULL;
     }

@@ -15,6 +15,7 @@
  */
 #include "runtime.h"
 #include <math.h>
+#include <pthread.h>
 #include <sched.h>
 
 #define FIRE_BATCH 64         /* due timers taken per heap-lock hold */
@@ -859,7 +860,16 @@ PyObject *m_sleep(PyObject *m, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
+/* A forked child: a spin lock held by another thread at fork() stays held,
+ * and a recycled heap's lock could be: start both afresh. */
+static void timers_atfork_child(void) {
+    atomic_flag_clear(&tsfree_lk);
+    atomic_flag_clear(&allp_lk);
+    tsfree = NULL;   /* leaked, never locked again */
+}
+
 int timers_init(void) {
     s_sleep = PyUnicode_InternFromString("sleep");
-    return s_sleep ? 0 : -1;
+    if (!s_sleep) return -1;
+    return pthread_atfork(NULL, NULL, timers_atfork_child) == 0 ? 0 : -1;
 }
