@@ -56,7 +56,8 @@ static PyObject *fetch_exc(void) {   /* the raised exception, normalized, with i
 }
 
 /* Run g's function: ctx.run(fn, *args, **kwargs).  0: it ended (returned,
- * Goexit, or a panic already handled); -1: GreenletExit (end this greenlet). */
+ * Goexit, or a panic already handled); -1: GreenletExit escaped it (left set:
+ * the greenlet ends with it after the G is destroyed). */
 static int rung(GObject *g) {
     PyObject *fn = g->fn, *args = g->args, *kw = g->kwargs, *ctx = g->ctx;
     g->fn = Py_NewRef(Py_None);
@@ -99,10 +100,15 @@ static PyObject *gbody(PyObject *self, PyObject *arg) {
     if (!me) return NULL;
     PyObject *g = Py_NewRef(arg);
     for (;;) {
-        if (rung(G_CAST(g)) < 0) break;
+        int killed = rung(G_CAST(g)) < 0;
         PObject *p = (PObject *)Py_NewRef(G_CAST(g)->home);
         gdestroy(p, G_CAST(g));
         Py_CLEAR(g);
+        if (killed) {   /* GreenletExit: the G is done, and so is this greenlet */
+            Py_SETREF(p->curg, Py_NewRef(Py_None));
+            Py_DECREF(p);
+            break;
+        }
         if (atomic_load_explicit(&exiting, memory_order_relaxed) && py_freeze) {
             PyObject *r = PyObject_CallNoArgs(py_freeze);   /* does not return */
             Py_XDECREF(r);

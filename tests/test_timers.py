@@ -180,7 +180,9 @@ def rec(i, seq):
         fired[i] = fired.get(i, 0) + 1
 base = time.monotonic() + 0.4
 rts, tms, stop_me = [], [], []
+bar = threading.Barrier(16)
 def arm(k):                      # plain threads: each picks a P by its thread id
+    bar.wait()                   # all alive at once: 16 distinct thread ids
     for j in range(10):
         i = k * 10 + j
         t = RTimer(rec, i)
@@ -277,3 +279,23 @@ def test_body_loop_bookkeeping_and_free_greenlet_cap():
     wait_until(lambda: sum(len(p.gs) for p in s.allp) == homed0, 10, what="p.gs to empty")
     assert all(len(p.gfree) <= 1024 for p in s.allp)
     assert in_goroutine(lambda: 42) == 42
+
+
+@pytest.mark.timeout(30)
+def test_greenletexit_escaping_a_goroutine_ends_it_cleanly():
+    from greenlet import GreenletExit
+    s = proc.start()
+    base = num_goroutine()
+    homed0 = sum(len(p.gs) for p in s.allp)
+    done = chan(8)
+
+    def f(i):
+        done.send(i)
+        raise GreenletExit()
+
+    for i in range(5):
+        go(f, i)
+    assert sorted(recv_timeout(done) for _ in range(5)) == list(range(5))
+    wait_until(lambda: num_goroutine() == base, 10, what="goroutines to end")
+    wait_until(lambda: sum(len(p.gs) for p in s.allp) == homed0, 10, what="p.gs to empty")
+    assert in_goroutine(lambda: 7) == 7       # the workers carry on
