@@ -272,8 +272,8 @@ def test_gosched_main_returns_at_once_when_nothing_runnable():
 
 @pytest.mark.timeout(60)
 def test_gosched_main_waits_for_busy_p_and_ctrl_c_withdraws():
-    # At GOMAXPROCS=1 with the only P busy in a loop that never enters the
-    # runtime, main's gosched waits for its marker; Ctrl-C there raises
+    # At GOMAXPROCS=1 main's marker sits behind 128 goroutines of 5 ms each
+    # (the P makes progress: main keeps waiting); Ctrl-C there raises
     # KeyboardInterrupt in main and withdraws the marker, which later runs
     # without leaving a stale wake-up: main's next park waits for real.
     r = run_script("""
@@ -281,17 +281,16 @@ def test_gosched_main_waits_for_busy_p_and_ctrl_c_withdraws():
         from pygmp import go, chan
         from pygmp.runtime import gosched
         from pygmp.time import sleep
-        started, ran = chan(1), chan(1)
-        def hog():
-            started.send(1)
-            end = time.monotonic() + 2.0
+        ran = chan(1)
+        def busy():
+            end = time.monotonic() + 0.005
             while time.monotonic() < end:
                 pass
-        go(hog)
-        started.recv()
+        for _ in range(128):
+            go(busy)
         go(ran.send, "f")
         # Ctrl-C in 0.2 s, from the kernel (no Python thread that would need
-        # the GIL the hog holds)
+        # the GIL the busy goroutines hold)
         signal.signal(signal.SIGALRM, signal.default_int_handler)
         signal.setitimer(signal.ITIMER_REAL, 0.2)
         t0 = time.monotonic()
@@ -300,7 +299,7 @@ def test_gosched_main_waits_for_busy_p_and_ctrl_c_withdraws():
             print("returned", round(time.monotonic() - t0, 2))
         except KeyboardInterrupt:
             print("interrupted")
-        assert ran.recv() == "f"     # the goroutine still runs after the hog
+        assert ran.recv() == "f"     # the goroutines still run
         c = chan()
         go(lambda: (sleep(0.2), c.send(42)))
         t0 = time.monotonic()
@@ -311,6 +310,36 @@ def test_gosched_main_waits_for_busy_p_and_ctrl_c_withdraws():
     """, timeout=50, env={"GOMAXPROCS": "1"})
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["interrupted", "ok"], r.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("procs", ["1", "2"])
+def test_gosched_main_not_blocked_by_goroutine_that_never_yields(procs):
+    # A goroutine spins (never entering the runtime) until main sets a flag;
+    # another is runnable behind it.  Without preemption, main's marker would
+    # wait for ever: gosched returns once that goroutine has held its P ~20 ms.
+    r = run_script("""
+        import time
+        from pygmp import go, chan
+        from pygmp.runtime import gosched
+        flag, started, ran = [], chan(1), chan(1)
+        def hog():
+            started.send(1)
+            while not flag:
+                pass
+        go(hog)
+        started.recv()
+        go(ran.send, "f")
+        t0 = time.monotonic()
+        for _ in range(5):
+            gosched()
+        dt = time.monotonic() - t0
+        flag.append(1)
+        assert ran.recv() == "f"
+        print("ok", dt < 5)
+    """, timeout=50, env={"GOMAXPROCS": procs})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok", "True"], r.stdout
 
 
 @pytest.mark.timeout(60)

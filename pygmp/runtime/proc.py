@@ -523,6 +523,8 @@ def gosched():
 
 
 GOSCHED_GIL_SLICE = 100e-6    # a lone gosched gives the GIL away at most this often
+GOSCHED_CHECK = 0.01          # a thread G in gosched looks at its marker's P this often
+GOSCHED_HOG_WAIT = 0.02       # ... and returns once one G has held that P this long
 _gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
 _sched_yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 
@@ -574,8 +576,11 @@ def _gosched_thread(g):
     certainly; a movable one ahead of it may be stolen by an idle P, which
     runs it next.  The marker readies the thread G (``goready``) and ends.
     Ctrl-C while parked withdraws the marker through ``sel`` (as a thread G's
-    channel park does), and a P that retires with the marker still queued
-    (GOMAXPROCS lowered meanwhile) is noticed within 0.1 s."""
+    channel park does); so does the park's check every ``GOSCHED_CHECK`` when
+    the P has retired with the marker still queued (GOMAXPROCS lowered
+    meanwhile), the process is exiting, or one goroutine has held the P for
+    ``GOSCHED_HOG_WAIT`` without a schedule (no preemption yet: a goroutine
+    spinning until the caller acts must not block it for ever)."""
     s = _sched
     if s is None or s.exiting:
         return                           # no runtime yet: nothing is runnable
@@ -613,9 +618,19 @@ def _gosched_thread(g):
     sema = g.sema
     try:
         target.rq_put_remote(marker)     # wakes target if it sleeps
-        while not sema.acquire(True, 0.1):
-            if (target.status == _Pdead or s.exiting) and sel.acquire(False):
-                break                    # the marker will never run: withdraw
+        last = None
+        since = _monotonic()
+        while not sema.acquire(True, GOSCHED_CHECK):
+            if target.status == _Pdead or s.exiting:
+                stop = True              # the marker will never run
+            else:
+                cur = (target.schedtick, target.curg)
+                now = _monotonic()
+                if cur != last:
+                    last, since = cur, now
+                stop = cur[1] is not None and now - since >= GOSCHED_HOG_WAIT
+            if stop and sel.acquire(False):
+                break                    # withdraw the marker and return
     except BaseException:
         if not sel.acquire(False):
             sema.acquire()               # the marker won: take the token it posts
