@@ -32,10 +32,22 @@ static inline void spin_lock(atomic_flag *f) {
 }
 static inline void spin_unlock(atomic_flag *f) { atomic_flag_clear_explicit(f, memory_order_release); }
 
-static inline double walltime(void) {   /* time.time() */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+static PyObject *time_module, *s_time;
+
+/* The value a channel timer sends: now(), i.e. time.time() looked up at each
+ * firing as pygmp.time.now() does (a builtin: no Python code runs, unless the
+ * program replaced it).  Called before any lock is taken. */
+static PyObject *now_value(void) {
+    PyObject *f = PyObject_GetAttr(time_module, s_time);
+    PyObject *v = f ? PyObject_CallNoArgs(f) : NULL;
+    Py_XDECREF(f);
+    if (!v) {
+        PyErr_WriteUnraisable(time_module);
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        v = PyFloat_FromDouble((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+    }
+    return v;
 }
 
 /* ------------------------------------------------------------ deferred DECREFs */
@@ -456,14 +468,14 @@ static void timer_fire(TimerObject *t, long long seq) {
         break;
     }
     case TK_CHAN: {
+        PyObject *v = now_value();
         lk_acquire(t->sendlock);
         if (t->period == 0) atomic_fetch_sub(&t->sending, 1);
-        if (t->seq == seq) {   /* not stopped or reset since it was popped */
-            PyObject *v = PyFloat_FromDouble(walltime());
-            if (!v || chan_trysend_c(C_CAST(t->arg), v) < 0) PyErr_WriteUnraisable((PyObject *)t);
-            Py_XDECREF(v);
-        }
+        /* send only if not stopped or reset since it was popped */
+        if (t->seq == seq && (!v || chan_trysend_c(C_CAST(t->arg), v) < 0))
+            PyErr_WriteUnraisable((PyObject *)t);
         lk_release(t->sendlock);
+        Py_XDECREF(v);
         break;
     }
     case TK_C:
@@ -870,6 +882,7 @@ static void timers_atfork_child(void) {
 
 int timers_init(void) {
     s_sleep = PyUnicode_InternFromString("sleep");
-    if (!s_sleep) return -1;
+    s_time = PyUnicode_InternFromString("time");
+    if (!s_sleep || !s_time || !(time_module = PyImport_ImportModule("time"))) return -1;
     return pthread_atfork(NULL, NULL, timers_atfork_child) == 0 ? 0 : -1;
 }

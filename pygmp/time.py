@@ -1,5 +1,10 @@
 """Go's time package over the runtime's per-P timers (Go 1.23 timer semantics).
 
+Clocks, as Go's: ``now()`` is wall-clock time (``time.time()``, seconds since
+the epoch), and the values timers and tickers send are ``now()`` values; every
+duration and timer runs on the monotonic clock, so a wall-clock step moves no
+timer.
+
 The mechanism is the C core's (csrc/timers.c): ``sleep`` parks the goroutine
 on its own timer, and a ``Timer``/``Ticker`` channel is fed by a C timer that
 sends ``now()`` under the timer's send lock only if the timer was not
@@ -80,14 +85,15 @@ class Timer:
         return self._rt.stop()
 
     def reset(self, d):
-        """Re-arm for ``d`` seconds from now; returns whether it was active."""
+        """Re-arm for ``d`` seconds from now; returns whether it was active
+        (for ``after_func``: whether ``f`` was still pending)."""
         d = _check_duration(d, "Timer.reset")
         return self._rt.reset(_monotonic() + d)
 
 
 class Ticker:
-    """Sends the time on ``.c`` every ``d`` seconds; ticks are dropped for a
-    slow receiver (the channel holds one)."""
+    """Sends the time (``now()``) on ``.c`` every ``d`` seconds; ticks are
+    dropped for a slow receiver (the channel holds one)."""
 
     __slots__ = ("c", "_rt", "__weakref__")
 
@@ -112,13 +118,15 @@ class Ticker:
 
 
 def after(d):
-    """A channel that receives the time once, after ``d`` seconds."""
+    """A channel that receives the time (``now()``) once, after ``d`` seconds."""
     return Timer(d).c
 
 
 def after_func(d, f):
     """Run ``f()`` in its own goroutine after ``d`` seconds; returns the Timer
-    (whose ``stop`` cancels it).  Go's time.AfterFunc."""
+    (Go's time.AfterFunc): its ``.c`` is ``nilchan``; ``stop()`` cancels ``f``
+    and returns False once ``f`` has been started; ``reset(d)`` re-arms it and
+    returns whether ``f`` was still pending."""
     if not callable(f):
         raise TypeError("after_func: f must be callable")
     return Timer(d, _f=f)

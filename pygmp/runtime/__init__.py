@@ -23,7 +23,11 @@ num_goroutine = _proc.num_goroutine
 
 
 def gosched():
-    """Yield the processor to other runnable goroutines; returns at once if none."""
+    """Yield the processor to other runnable goroutines; returns at once if
+    none.  In a goroutine, as Go's Gosched: its P runs its other runnable Gs
+    and the global queue's before this one again.  In the main goroutine or a
+    plain thread (no P), a runnable goroutine runs before it returns, also at
+    GOMAXPROCS=1 (see HACKING.md "gosched")."""
     _proc.gosched()
 
 
