@@ -14,15 +14,50 @@
 static PyObject *gbody_fn;   /* the run function of every goroutine greenlet */
 
 /* g's first run: home it on p with greenlet glet (Go: the G is now bound to
- * this P's thread for life).  p->gs holds the runtime's reference to it. */
+ * this P's thread for life).  p->gs holds the runtime's reference to it: an
+ * array with the G's index in g->gsidx, so removal is a swap with the last. */
 int bind_c(PObject *p, GObject *g, PyObject *glet) {
     Py_SETREF(g->home, Py_NewRef(p));
     Py_SETREF(g->glet, Py_NewRef(glet));
     p->nhomed++;
     PLOCK(p);
-    int r = PySet_Add(p->gs, (PyObject *)g);   /* identity hash: no Python code */
+    if (p->ngs == p->gscap) {
+        Py_ssize_t ncap = p->gscap ? p->gscap * 2 : 64;
+        PyObject **n = PyMem_RawRealloc(p->gs, sizeof(PyObject *) * ncap);
+        if (!n) { PUNLOCK(p); PyErr_NoMemory(); return -1; }
+        p->gs = n;
+        p->gscap = ncap;
+    }
+    p->gs[p->ngs] = Py_NewRef(g);
+    g->gsidx = p->ngs++;
     PUNLOCK(p);
-    return r;
+    return 0;
+}
+
+/* Copy p->gs out under the lock into raw memory, build the list after (no
+ * GC-tracked allocation under a runtime lock). */
+PyObject *P_gs_snapshot(PObject *p, PyObject *u) {
+    PyObject **tmp = NULL;
+    Py_ssize_t n;
+    for (;;) {
+        n = p->ngs;
+        PyMem_RawFree(tmp);
+        tmp = PyMem_RawMalloc(sizeof(PyObject *) * (n ? n : 1));
+        if (!tmp) return PyErr_NoMemory();
+        PLOCK(p);
+        if (p->ngs <= n) break;
+        PUNLOCK(p);
+    }
+    n = p->ngs;
+    for (Py_ssize_t i = 0; i < n; i++) tmp[i] = Py_NewRef(p->gs[i]);
+    PUNLOCK(p);
+    PyObject *out = PyList_New(n);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (out) PyList_SET_ITEM(out, i, tmp[i]);
+        else Py_DECREF(tmp[i]);
+    }
+    PyMem_RawFree(tmp);
+    return out;
 }
 
 /* A dead G keeps no reference that could close a cycle back to itself (Gs are
@@ -36,9 +71,16 @@ static void gdestroy(PObject *p, GObject *g) {
     p->nhomed--;
     p->ngdelta--;
     PLOCK(p);
-    int r = PySet_Discard(p->gs, (PyObject *)g);   /* not the last reference: the caller holds g */
+    Py_ssize_t i = g->gsidx;
+    int in = i >= 0 && i < p->ngs && p->gs[i] == (PyObject *)g;
+    if (in) {
+        PyObject *last = p->gs[--p->ngs];
+        p->gs[i] = last;
+        G_CAST(last)->gsidx = i;
+        g->gsidx = -1;
+    }
     PUNLOCK(p);
-    if (r < 0) PyErr_WriteUnraisable((PyObject *)g);
+    if (in) Py_DECREF(g);   /* not the last reference: the caller holds g */
 }
 
 static PyObject *fetch_exc(void) {   /* the raised exception, normalized, with its traceback */

@@ -27,6 +27,7 @@ static PyObject *G_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->creator = Py_NewRef(Py_None);
     self->sleeptimer = Py_NewRef(Py_None);
     self->m = Py_NewRef(Py_None);
+    self->gsidx = -1;
     return (PyObject *)self;
 }
 /* G(goid, fn, args, kwargs, ctx, creator): the whole constructor in C (go() is hot). */
@@ -106,9 +107,8 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->gfree = PyList_New(0);
     self->parker = Py_NewRef(Py_None);
     self->sleepuntil = PyFloat_FromDouble(-1.0);
-    self->gs = PySet_New(NULL);
     self->ts = timers_alloc(self);
-    if (!self->gfree || !self->sleepuntil || !self->gs) { Py_DECREF(self); return NULL; }
+    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
     if (!self->ts) { Py_DECREF(self); return PyErr_NoMemory(); }
     return (PyObject *)self;
 }
@@ -116,7 +116,8 @@ static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil); Py_VISIT(self->gs);
+    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    for (Py_ssize_t i = 0; i < self->ngs; i++) Py_VISIT(self->gs[i]);
     Py_VISIT((PyObject *)self->lock);
     return 0;
 }
@@ -128,7 +129,12 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil); Py_CLEAR(self->gs);
+    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    while (self->ngs) {
+        PyObject *g = self->gs[--self->ngs];
+        G_CAST(g)->gsidx = -1;
+        Py_DECREF(g);
+    }
     return 0;
 }
 static void P_dealloc(PObject *self) {
@@ -136,6 +142,7 @@ static void P_dealloc(PObject *self) {
     P_clear(self);
     timers_release(self->ts);
     self->ts = NULL;
+    PyMem_RawFree(self->gs);
     Py_CLEAR(self->lock);
     PyMem_RawFree(self->rq);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -286,6 +293,7 @@ static PyMethodDef P_methods[] = {
     {"rq_steal", (PyCFunction)P_rq_steal, METH_NOARGS, "runqgrab: take half of the movable Gs (runnext too if stuck); None if none"},
     {"rq_grab_movable", (PyCFunction)P_rq_grab_movable, METH_O, "take up to n movable Gs"},
     {"rq_snapshot", (PyCFunction)P_rq_snapshot, METH_NOARGS, "list of the Gs in the runq"},
+    {"gs_snapshot", (PyCFunction)P_gs_snapshot, METH_NOARGS, "list of the started Gs homed here (takes p.lock)"},
     {NULL}};
 static PyMemberDef P_members[] = {
     {"lock", T_OBJECT, offsetof(PObject, lock), READONLY, NULL},
@@ -304,7 +312,6 @@ static PyMemberDef P_members[] = {
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
     {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
     {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},
-    {"gs", T_OBJECT, offsetof(PObject, gs), READONLY, "every started G homed here (copy it under p.lock)"},
     {NULL}};
 static PyGetSetDef P_getset[] = {
     {"timer0", (getter)P_get_timer0, NULL, "when this P's earliest timer fires (monotonic), or None", NULL},

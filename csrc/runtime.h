@@ -66,6 +66,7 @@ typedef struct {
     PyObject *glet, *home, *param, *sema, *waitreason;
     PyObject *fn, *args, *kwargs, *ctx, *creator, *sleeptimer, *m;
     double waitsince;
+    Py_ssize_t gsidx;             /* gbody.c: index in its home P's gs (-1: none) */
 } GObject;
 
 typedef struct {
@@ -82,7 +83,8 @@ typedef struct {
     double lastpoll;
     /* gbody.c: goroutine life (owner thread; gs is written under p->lock) */
     Py_ssize_t nhomed, ngdelta;
-    PyObject *gs;                 /* set of every started G homed here (the runtime's reference) */
+    PyObject **gs;                /* every started G homed here (strong refs: the runtime's reference) */
+    Py_ssize_t ngs, gscap;        /* under p->lock; a G knows its index (g->gsidx) */
     /* timers.c */
     struct timers *ts;            /* this P's timer heap (never NULL while the P lives) */
 } PObject;
@@ -283,6 +285,7 @@ int gbody_init(void);
 int timers_init(void);
 int bind_c(PObject *p, GObject *g, PyObject *glet);   /* g's first run: home it on p */
 PyObject *m_execute(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *P_gs_snapshot(PObject *p, PyObject *u);
 
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);

@@ -258,7 +258,7 @@ def test_body_loop_bookkeeping_and_free_greenlet_cap():
     where it was; spawning afterwards still works."""
     s = proc.start()
     base = num_goroutine()
-    homed0 = sum(len(p.gs) for p in s.allp)
+    homed0 = sum(len(p.gs_snapshot()) for p in s.allp)
     n = 3000
     gate, started, done = chan(), WaitGroup(), WaitGroup()
     started.add(n)
@@ -273,12 +273,12 @@ def test_body_loop_bookkeeping_and_free_greenlet_cap():
         go(f)
     from _helpers import in_thread
     in_thread(started.wait, timeout=30)
-    assert sum(len(p.gs) for p in s.allp) >= homed0 + n
+    assert sum(len(p.gs_snapshot()) for p in s.allp) >= homed0 + n
     assert num_goroutine() == base + n
     gate.close()
     in_thread(done.wait, timeout=30)
     wait_until(lambda: num_goroutine() == base, 10, what="goroutines to end")
-    wait_until(lambda: sum(len(p.gs) for p in s.allp) == homed0, 10, what="p.gs to empty")
+    wait_until(lambda: sum(len(p.gs_snapshot()) for p in s.allp) == homed0, 10, what="p.gs to empty")
     assert all(len(p.gfree) <= 1024 for p in s.allp)
     assert in_goroutine(lambda: 42) == 42
 
@@ -288,7 +288,7 @@ def test_greenletexit_escaping_a_goroutine_ends_it_cleanly():
     from greenlet import GreenletExit
     s = proc.start()
     base = num_goroutine()
-    homed0 = sum(len(p.gs) for p in s.allp)
+    homed0 = sum(len(p.gs_snapshot()) for p in s.allp)
     done = chan(8)
 
     def f(i):
@@ -299,5 +299,5 @@ def test_greenletexit_escaping_a_goroutine_ends_it_cleanly():
         go(f, i)
     assert sorted(recv_timeout(done) for _ in range(5)) == list(range(5))
     wait_until(lambda: num_goroutine() == base, 10, what="goroutines to end")
-    wait_until(lambda: sum(len(p.gs) for p in s.allp) == homed0, 10, what="p.gs to empty")
+    wait_until(lambda: sum(len(p.gs_snapshot()) for p in s.allp) == homed0, 10, what="p.gs to empty")
     assert in_goroutine(lambda: 7) == 7       # the workers carry on

@@ -4,7 +4,8 @@ Ownership (see HACKING.md):
 - ``streak``, ``schedtick``, ``curg``, ``gfree``, ``nhomed``, ``ngdelta``,
   ``goidcache`` are owned by the P's worker thread: only it writes them (other
   threads read ``curg``/``schedtick`` for diagnostics and sysmon only).
-  ``nhomed``, ``ngdelta`` and ``gs`` live in C (csrc/gbody.c keeps them).
+  ``nhomed``, ``ngdelta`` and the array of started Gs homed here (the runtime's
+  reference to them; ``gs_snapshot()``) live in C (csrc/gbody.c keeps them).
 - ``runq``, ``runnext``, ``nmovable``, ``sleeping``, ``sleepuntil`` are guarded
   by ``p.lock``: other threads push homed Gs readied for this P and steal
   movable Gs (runnext only while sysmon has marked the P ``stuck``).
