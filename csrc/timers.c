@@ -241,6 +241,20 @@ static PyObject *get_allp(void) {   /* new ref, never NULL */
     return a ? a : PyTuple_New(0);
 }
 
+/* A thread with no P arming the process's first timer starts the runtime
+ * (proc.start, through getg): done before any lock is taken. */
+static int ensure_started(void) {
+    if (tls_p) return 0;
+    spin_lock(&allp_lk);
+    int empty = !allp_tuple || PyTuple_GET_SIZE(allp_tuple) == 0;
+    spin_unlock(&allp_lk);
+    if (!empty) return 0;
+    PyObject *g = getg_c();
+    if (!g) return -1;
+    Py_DECREF(g);
+    return 0;
+}
+
 /* The P a new timer goes on (new ref): the caller's own P, else (a thread
  * with no P, or a draining P) a live P chosen by thread id. */
 static PObject *pick_p(void) {
@@ -441,6 +455,7 @@ int timer_del(TimerObject *t) { return timer_del_(t, 0); }
  * pending, drain the channel, and (add) re-arm. */
 static int chan_modify(TimerObject *t, int add, double when, double period) {
     PObject *wake = NULL;
+    if (add && ensure_started() < 0) return -1;
     lk_acquire(t->sendlock);
     int pending = timer_del_(t, 1);
     if (atomic_load(&t->sending) > 0) pending = 1;
