@@ -263,9 +263,11 @@ int chan_drain_c(ChanObject *c);
 /* timers.c: the runtime timers.  Every call needs the GIL; none holds a lock
  * when it returns, and firing (f, goready, a channel send, cfire) runs outside
  * every timer lock. */
-TimerObject *timer_new_c(timerfire_fn fire, void *carg);   /* a C-fired timer (TK_C) */
-int timer_add(TimerObject *t, double when, double period);  /* arm (re-arm) on monotonic `when`; 0 or -1 */
-int timer_del(TimerObject *t);     /* disarm: 1 if it was pending, 0 if not */
+TimerObject *timer_new_c(timerfire_fn fire, void *carg);   /* a C-fired timer (TK_C); new ref; carg is the caller's */
+int timer_add(TimerObject *t, double when, double period);  /* arm (re-arm) on monotonic `when`; 0 or -1;
+                                                                the firing passes t->seq as it is now */
+int timer_del(TimerObject *t);     /* disarm: 1 if it was pending, 0 if not (a firing already popped still runs:
+                                      compare its seq) */
 Py_ssize_t runtimers_c(PObject *p, double now);   /* fire p's due timers (any thread); how many */
 timers *timers_alloc(PObject *p);
 void timers_release(timers *ts);   /* the P is gone: drop what is left, recycle ts */

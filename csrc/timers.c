@@ -604,8 +604,10 @@ static TimerObject *timer_alloc(int kind, PyObject *f, PyObject *arg) {
         PyErr_NoMemory();
         return NULL;
     }
-    if (kind != TK_GOREADY) PyObject_GC_Track((PyObject *)t);
-    /* a G's sleep timer is not tracked, as the G is not: the G drops it when it dies */
+    /* Tracked only when it holds Python objects that may close a cycle: a G's
+       sleep timer is not (the G is not; it drops the timer when it dies), nor
+       is a C timer (no Python references). */
+    if (kind == TK_PY || kind == TK_CHAN) PyObject_GC_Track((PyObject *)t);
     return t;
 }
 
