@@ -16,7 +16,7 @@ import math
 
 import pytest
 from hypothesis import HealthCheck, settings, strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
 from pygmp import _hot, chan
 from pygmp.runtime.timers import RTimer, chantimer, deltimer

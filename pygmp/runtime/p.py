@@ -4,14 +4,13 @@ Ownership (see HACKING.md):
 - ``streak``, ``schedtick``, ``curg``, ``gfree``, ``nhomed``, ``ngdelta``,
   ``goidcache`` are owned by the P's worker thread: only it writes them (other
   threads read ``curg``/``schedtick`` for diagnostics and sysmon only).
-  ``nhomed``, ``ngdelta`` and the array of started Gs homed here (the runtime's
-  reference to them; ``gs_snapshot()``) live in C (csrc/gbody.c keeps them).
+  ``nhomed`` and ``ngdelta`` live in C (csrc/gbody.c keeps them).
 - ``runq``, ``runnext``, ``nmovable``, ``sleeping``, ``sleepuntil`` are guarded
   by ``p.lock``: other threads push homed Gs readied for this P and steal
   movable Gs (runnext only while sysmon has marked the P ``stuck``).
-- ``gs`` (every started G homed here, the runtime's strong reference to each
-  live goroutine) is written by the owner under ``p.lock`` so that diagnostic
-  readers on other threads can copy it.
+- the started Gs homed here (the runtime's strong reference to each live
+  goroutine) are written by the owner under ``p.lock``; other threads copy
+  them with ``gs_snapshot()``.
 - timers: the P's heap lives in C (csrc/timers.c, under its own lock);
   ``timer0`` (earliest deadline or None) and ``ntimers`` are read-only views.
 """
