@@ -276,7 +276,7 @@ class _Connection:
     and ``idle`` and may close ``conn``)."""
 
     __slots__ = (
-        "server", "conn", "env0", "parser", "ready", "cur", "req", "deadline", "idle",
+        "server", "conn", "env0", "env", "parser", "ready", "cur", "req", "deadline", "idle",
         "upgraded", "continued",
         # the response in progress
         "status", "rheaders", "clen", "app_close", "app_te", "app_date", "sent", "written",
@@ -296,7 +296,9 @@ class _Connection:
         self.upgraded = False
         self.continued = False
         self.status = None
+        self.rheaders = None
         self.sent = False
+        self.env = None
 
     # -- httptools callbacks (inside feed_data) --
 
@@ -360,16 +362,22 @@ class _Connection:
     # -- the connection's loop --
 
     def run(self):
-        srv = self.server
+        hook = self.server._on_request
         while True:
             req = self._next_request()
             if req is None:
                 return
             self.req = req
-            keep = self._handle(req)
+            if hook is None:
+                keep = self._handle(req)
+            else:
+                t0 = _mono()
+                self.env = None
+                keep = self._handle(req)
+                hook(self.env or {}, self.status or "500 Internal Server Error",
+                     self.rheaders if self.sent and self.rheaders else [], self.written,
+                     _mono() - t0)
             self.req = None
-            if srv._on_request is not None:
-                srv._on_request()
             if not keep:
                 return
 
@@ -448,6 +456,7 @@ class _Connection:
     def _error(self, status, msg, reason=None):
         """Answer an error and close the connection (after draining a little
         of what the client still sends, so it reads the answer, not a reset)."""
+        self.status = "%d %s" % (status, reason or _REASONS.get(status, "Error"))
         try:
             self._write(_error_bytes(status, msg, reason))
         except _ClientGone:
@@ -666,6 +675,9 @@ class _Connection:
         except BadRequest as e:
             self._error(e.status, str(e))
             return False
+        self.env = env
+        if srv._environ_hook is not None:
+            srv._environ_hook(env)
         expect = env.get("HTTP_EXPECT")
         if expect is not None:
             if expect.lower() != "100-continue":
@@ -716,6 +728,8 @@ class _Connection:
             srv._log_exception(env, _sys.exc_info())
             self._close_result(result, env)
             if not self.sent:
+                self.status = "500 Internal Server Error"
+                self.rheaders = None
                 try:
                     self._write(_error_bytes(500, "Internal Server Error"))
                 except _ClientGone:
@@ -843,7 +857,9 @@ class Server:
     the timeouts and limits of ``DEFAULTS``, ``environ`` (extra keys for
     every request's environ), ``multiprocess`` (``wsgi.multiprocess``),
     ``log_exception(environ, exc_info)`` (default: the traceback to stderr),
-    ``on_request()`` (called after each request, in its goroutine).
+    ``on_request(environ, status, headers, bytes_sent, seconds)`` (called
+    after each response, in its goroutine), ``environ_hook(environ)`` (may
+    edit each environ before the application sees it).
     """
 
     def __init__(self, app, address, *, backlog=1024, max_connections=None,
@@ -855,7 +871,8 @@ class Server:
                  max_headers=DEFAULTS["max_headers"],
                  max_header_size=DEFAULTS["max_header_size"],
                  max_head_bytes=DEFAULTS["max_head_bytes"],
-                 environ=None, multiprocess=False, log_exception=None, on_request=None):
+                 environ=None, multiprocess=False, log_exception=None, on_request=None,
+                 environ_hook=None):
         if not callable(app):
             raise TypeError("app must be a WSGI callable, not %s" % type(app).__name__)
         if backlog is not None and (isinstance(backlog, bool) or not isinstance(backlog, int)
@@ -878,6 +895,7 @@ class Server:
         self.max_connections = max_connections
         self._log_exception = log_exception or _default_log_exception
         self._on_request = on_request
+        self._environ_hook = environ_hook
         addrs = address if isinstance(address, (list, tuple)) else [address]
         if not addrs:
             raise ValueError("no address to listen on")
