@@ -603,8 +603,8 @@ class _Connection:
                 self.chunked = True
             else:
                 keep = False                # HTTP/1.0: the body ends at close
-        if req.expect:
-            keep = False        # the client may still send the body it was never asked for
+        if req.expect or self.server._stopping:
+            keep = False        # (a client may still send a body it was never asked for)
         if self.app_close:
             keep = False
         if not keep:
@@ -620,11 +620,8 @@ class _Connection:
         """Send a non-empty body chunk (with the head, the first time)."""
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise TypeError("a WSGI application must yield bytes, not %s" % type(data).__name__)
-        if self.head_only:
-            if not self.sent:
-                out = self._head(None)
-                self.sent = True
-                self._write(out)
+        if self.head_only:          # nothing is sent: count it for Content-Length
+            self.written += len(data)
             return
         if self.clen is not None and self.written + len(data) > self.clen:
             data = data[:self.clen - self.written]     # never send past Content-Length
@@ -647,7 +644,7 @@ class _Connection:
         if self.status is None:
             raise AssertionError("the application returned without calling start_response")
         if not self.sent:
-            out = self._head(0 if not self.head_only else None)
+            out = self._head(self.written)      # 0, or what a HEAD response counted
             self.sent = True
             self._write(out)
         elif self.chunked:
