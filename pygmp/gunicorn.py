@@ -122,18 +122,21 @@ class Worker(_BaseWorker):
 
     # -- per request (in the connection's goroutine) --
 
-    def _request_done(self, environ, status, headers, sent, seconds):
-        if self._access:
-            try:
-                self.log.access(_AccessResponse(status, sent, headers),
-                                _AccessRequest(environ), environ,
-                                _datetime.timedelta(seconds=seconds))
-            except Exception:   # noqa: BLE001 - logging never fails a request
-                pass
+    def _access_log(self, environ, status, headers, sent, seconds):
+        try:
+            self.log.access(_AccessResponse(status, sent, headers), _AccessRequest(environ),
+                            environ, _datetime.timedelta(seconds=seconds))
+        except Exception:   # noqa: BLE001 - logging never fails a request
+            pass
+
+    def _count_request(self):
+        # at the start of each request, as gunicorn's workers count: the
+        # last one's response already says Connection: close
         self.nr += 1
         if self.nr >= self.max_requests and self.alive:
             self.log.info("Autorestarting worker after current request.")
             self.alive = False
+            self._srv.stop_accepting()
             self._wake.do(self._stop.close)
 
     def _log_exception(self, environ, exc_info):
@@ -142,12 +145,16 @@ class Worker(_BaseWorker):
 
     def _environ_hook(self):
         secure = getattr(self.cfg, "secure_scheme_headers", None) or {}
-        if not secure:
+        count = self.max_requests < _sys.maxsize
+        if not secure and not count:
             return None
         keys = [("HTTP_" + k.upper().replace("-", "_"), v) for k, v in secure.items()]
         allowed = _allow_check(self.cfg)
+        count_request = self._count_request
 
         def hook(env):
+            if count:
+                count_request()
             for key, want in keys:
                 v = env.get(key)
                 if v is not None and allowed(env.get("REMOTE_ADDR", "")):
@@ -190,8 +197,7 @@ class Worker(_BaseWorker):
             return v if v and v > 0 else unlimited
 
         listeners = [wsgi._listener_from_socket(getattr(s, "sock", s)) for s in self.sockets]
-        track = self._access or self.max_requests < _sys.maxsize
-        srv = wsgi.Server(
+        srv = self._srv = wsgi.Server(
             self.wsgi, listeners, backlog=None,
             max_connections=max(1, int(getattr(cfg, "worker_connections", 1000) or 1000)),
             keepalive_timeout=float(getattr(cfg, "keepalive", 2) or 0),
@@ -203,7 +209,7 @@ class Worker(_BaseWorker):
                                * min(limit("limit_request_field_size", 8190, 1 << 20), 1 << 16)),
             environ=env, multiprocess=getattr(cfg, "workers", 1) > 1,
             log_exception=self._log_exception,
-            on_request=self._request_done if track else None,
+            on_request=self._access_log if self._access else None,
             environ_hook=self._environ_hook())
         srv.start()
         interval = max(0.05, min(1.0, self.timeout / 2.0))

@@ -1065,20 +1065,16 @@ class Server:
         """How many connections are open now."""
         return len(self._conns)
 
-    def shutdown(self, timeout=None):
-        """Graceful stop: stop accepting, close idle connections, let requests
-        in flight finish (their responses say ``Connection: close``), for at
-        most ``timeout`` seconds (None: no limit); then close what is left.
-        Returns True if every connection ended by itself."""
-        if timeout is not None:
-            timeout = _check_timeout("timeout", timeout)
+    def stop_accepting(self):
+        """Begin a graceful stop and return at once: close the listeners and
+        the idle connections; requests in flight go on, and their responses
+        say ``Connection: close``.  (``shutdown`` then waits for them.)"""
         mu = self._mu
         mu.lock()
         first = not self._stopping
         self._stopping = True
         if self._empty is None:
             self._empty = _chan()
-        empty = self._empty
         conns = list(self._conns)
         mu.unlock()
         if first:
@@ -1087,6 +1083,18 @@ class Server:
         for c in conns:
             if c.idle:
                 c.conn.close()
+        return conns
+
+    def shutdown(self, timeout=None):
+        """Graceful stop: stop accepting, close idle connections, let requests
+        in flight finish (their responses say ``Connection: close``), for at
+        most ``timeout`` seconds (None: no limit); then close what is left.
+        Returns True if every connection ended by itself."""
+        if timeout is not None:
+            timeout = _check_timeout("timeout", timeout)
+        conns = self.stop_accepting()
+        empty = self._empty
+        mu = self._mu
         if conns:
             mu.lock()
             left = bool(self._conns)
