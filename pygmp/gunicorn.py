@@ -204,15 +204,16 @@ class Worker(_BaseWorker):
             max_request_line=limit("limit_request_line", 4094, 1 << 20),
             max_headers=limit("limit_request_fields", 100, 32768),
             max_header_size=limit("limit_request_field_size", 8190, 1 << 20),
-            max_head_bytes=max(65536, limit("limit_request_line", 4094, 1 << 20)
-                               + limit("limit_request_fields", 100, 32768)
-                               * min(limit("limit_request_field_size", 8190, 1 << 20), 1 << 16)),
+            max_head_bytes=min(1 << 20, max(65536, limit("limit_request_line", 4094, 1 << 20)
+                                            + limit("limit_request_fields", 100, 32768)
+                                            * limit("limit_request_field_size", 8190, 1 << 20))),
             environ=env, multiprocess=getattr(cfg, "workers", 1) > 1,
             log_exception=self._log_exception,
             on_request=self._access_log if self._access else None,
             environ_hook=self._environ_hook())
         srv.start()
-        interval = max(0.05, min(1.0, self.timeout / 2.0))
+        # self.timeout is half of --timeout (gunicorn's arbiter); 0: no timeout
+        interval = max(0.05, min(1.0, self.timeout / 2.0)) if self.timeout else 1.0
         go(self._heartbeat, interval)
 
         quick = False

@@ -100,16 +100,18 @@ class _ClientGone(Exception):
 
 # -- small caches ---------------------------------------------------------------
 
-_date_cache = [0, b""]
+_date_cache = (0, b"")
 
 
 def _date():
+    """The Date header line, formatted once a second."""
+    global _date_cache
     now = _time.time()
     sec = int(now)
     c = _date_cache
     if c[0] != sec:
         d = ("Date: %s\r\n" % _formatdate(now, usegmt=True)).encode("ascii")
-        _date_cache[:] = [sec, d]
+        _date_cache = (sec, d)
         return d
     return c[1]
 
@@ -155,7 +157,7 @@ def _error_bytes(status, msg, reason=None):
 
 class _Request:
     __slots__ = ("url", "headers", "method", "version", "keep_alive", "buf", "complete",
-                 "discard", "discarded", "expect")
+                 "discard", "discarded", "expect", "overhead")
 
     def __init__(self):
         self.url = b""
@@ -168,6 +170,7 @@ class _Request:
         self.discard = False
         self.discarded = 0
         self.expect = False
+        self.overhead = 0           # bytes read for the body that were not body (trailers...)
 
 
 class _Input:
@@ -441,8 +444,18 @@ class _Connection:
         if not data:
             raise ClientDisconnected("the client closed the connection before the end "
                                      "of the request body")
-        self._feed(data)
+        self._feed_body(r, data)
         return True
+
+    def _feed_body(self, r, data):
+        """Feed body bytes; bytes that bring no body (chunk trailers, which
+        httptools accumulates) count against max_head_bytes."""
+        before = len(r.buf) + r.discarded
+        self._feed(data)
+        if not r.complete and len(r.buf) + r.discarded == before:
+            r.overhead += len(data)
+            if r.overhead > self.server.max_head_bytes:
+                raise _HeadError(431, None, "request trailers too large")
 
     def _write(self, data, exc=_ClientGone):
         self.deadline = _mono() + self.server.write_timeout
@@ -776,7 +789,7 @@ class _Connection:
             if not data:
                 return False
             try:
-                self._feed(data)
+                self._feed_body(req, data)
             except BadRequest:
                 return False
         return True

@@ -457,6 +457,18 @@ def test_limits_431_without_unbounded_memory(serve):
     srv2 = serve(hello_app, max_head_bytes=4096, max_header_size=100_000)
     out = raw_exchange(srv2.addr, b"GET / HTTP/1.1\r\nX-Long: " + b"v" * 50_000)
     assert out.startswith(b"HTTP/1.1 431 "), out[:100]
+    # a chunked body whose trailer never ends (httptools would buffer it all)
+    srv3 = serve(echo_app)
+    c = Client(srv3.addr)
+    c.send(b"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           b"3\r\nabc\r\n0\r\nX-Trailer: ")
+    try:
+        for _ in range(40):
+            c.send(b"t" * 8192)
+    except OSError:
+        pass
+    r = c.response()
+    assert r.status == 431, r.body
     assert Client(srv.addr).get("/ok").status == 200
 
 
