@@ -322,6 +322,8 @@ def measure(srv, path, conns, secs):
         r["cpu_us"] = (cpu1 - cpu0) / r["requests"] * 1e6
     if "rps" not in r:
         r["error"] = "wrk: " + out[-500:]
+    if r.get("non2xx") or r.get("error"):
+        r["server_stderr"] = srv.errtail(1500)
     return r
 
 
@@ -396,6 +398,7 @@ def main():
         servers.append((name, mk, runtime, procs))
     import pygmp.runtime
     ncpu = pygmp.runtime.num_cpu()
+    load0 = os.getloadavg()
     results = {name: {h: [] for h in handlers} for name, *_ in servers}
     errors = {}
     try:
@@ -454,8 +457,10 @@ def main():
              "median of %d interleaved rounds; %d CPUs (P=N means GOMAXPROCS=%d); "
              "threads: OS threads of the server's process tree (max during the run); "
              "CPU µs/req: the server's CPU time (user + system, whole process tree) "
-             "per request served, which a busy machine disturbs far less than req/s."
-             % (cmd.strip(), args.conns, args.seconds, args.rounds, ncpu, ncpu), ""]
+             "per request served, which a busy machine disturbs far less than req/s. "
+             "Load average at start / end: %.1f / %.1f."
+             % (cmd.strip(), args.conns, args.seconds, args.rounds, ncpu, ncpu, load0[0],
+                os.getloadavg()[0]), ""]
     head = "| server |" + "".join(" %s req/s | p50 / p99 ms | CPU µs/req | threads |" % h
                                   for h in handlers)
     lines += [head, "|---|" + "---:|---:|---:|---:|" * len(handlers)]
@@ -494,7 +499,7 @@ def main():
     out = {"command": cmd, "conns": args.conns, "seconds": args.seconds,
            "rounds": args.rounds, "handlers": handlers, "cpus": ncpu,
            "machine": {"platform": platform.platform(), "python": platform.python_version(),
-                       "loadavg": os.getloadavg()},
+                       "loadavg_start": load0, "loadavg_end": os.getloadavg()},
            "results": results, "summary": summary, "errors": errors, "notes": notes,
            "report": report}
     os.makedirs(os.path.dirname(args.json), exist_ok=True)
