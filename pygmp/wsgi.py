@@ -927,7 +927,9 @@ class Server:
         self._closed = False
         self._started = False
         self._quit = _chan()            # closed by shutdown/close: the janitor ends
-        self._done = _chan()            # closed when serving is over
+        self._done = _chan()            # closed by close(): serving is over
+        self._accepting = 0             # accept loops still running
+        self._accept_done = _chan()     # closed when the last accept loop ends
         self._empty = None              # closed when the last connection ends after stopping
         self._tick = min(1.0, max(0.05, min(x for x in (
             self.header_timeout, self.keepalive_timeout or 1.0, self.read_timeout,
@@ -967,17 +969,19 @@ class Server:
         if self._closed:
             raise RuntimeError("the server was shut down")
         self._started = True
+        self._accepting = len(self.listeners)
         for ln in self.listeners:
             _go(self._accept_loop, ln, self._env0(ln))
         _go(self._janitor)
 
     def serve(self):
-        """Serve until ``shutdown()`` or ``close()`` (from another goroutine)
-        or, in the main thread, Ctrl-C (KeyboardInterrupt: connections are
-        closed, then it propagates)."""
+        """Serve until the listeners close (``shutdown()`` or ``close()``
+        from another goroutine, or closed by their owner; connections in
+        flight go on, as Go's ``Serve`` returns) or, in the main thread,
+        Ctrl-C (KeyboardInterrupt: everything is closed, then it propagates)."""
         self.start()
         try:
-            self._done.recv()
+            _select(self._done.recv, self._accept_done.recv)
         except BaseException:
             self.close()
             raise
@@ -985,6 +989,18 @@ class Server:
     # -- accepting --
 
     def _accept_loop(self, ln, env0):
+        try:
+            self._accept(ln, env0)
+        finally:
+            mu = self._mu
+            mu.lock()
+            self._accepting -= 1
+            last = self._accepting == 0
+            mu.unlock()
+            if last:
+                self._accept_done.close()
+
+    def _accept(self, ln, env0):
         slots = self._slots
         backoff = 0.005
         while True:
