@@ -280,7 +280,7 @@ class _Connection:
 
     __slots__ = (
         "server", "conn", "env0", "env", "parser", "ready", "cur", "req", "deadline", "idle",
-        "upgraded", "continued",
+        "upgraded",
         # the response in progress
         "status", "rheaders", "clen", "app_close", "app_te", "app_date", "sent", "written",
         "chunked", "head_only", "close", "__weakref__",
@@ -297,7 +297,6 @@ class _Connection:
         self.deadline = 0.0
         self.idle = True
         self.upgraded = False
-        self.continued = False
         self.status = None
         self.rheaders = None
         self.sent = False
@@ -432,7 +431,6 @@ class _Connection:
             r.expect = False
             if not self.sent:
                 self._write(b"HTTP/1.1 100 Continue\r\n\r\n", ClientDisconnected)
-                self.continued = True
         self.deadline = _mono() + srv.read_timeout
         try:
             data = self.conn.read(READ_SIZE)

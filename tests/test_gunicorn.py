@@ -6,7 +6,6 @@ stop with requests in flight finished, several workers with ``--reuse-port``.
 Every wait is bounded; each test starts its own gunicorn on a free port.
 """
 import json
-import os
 import re
 import signal
 import socket

@@ -7,7 +7,6 @@ using blocking sockets with timeouts), except the command line, which runs in
 a child.  Every wait is bounded.
 """
 import hashlib
-import io
 import json
 import os
 import signal
