@@ -453,7 +453,7 @@ def test_kv_server_pipelining(server, redis_mod):
 def test_kv_server_malformed_input(server):
     srv = server("kv_server.py", 1)
     for bad in (b"*1\r\n$4\r\nPING\r\n*x\r\n",     # bad multibulk length
-                b"*1\r\n$4\r\nPING\r\n$zz\r\n",
+                b"*1\r\n$4\r\nPING\r\n*1\r\n$zz\r\n",   # bad bulk length
                 b"*2\r\n:1\r\n:2\r\n"):              # not bulk strings
         with srv.connect() as s:
             s.sendall(bad)
