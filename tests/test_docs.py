@@ -107,3 +107,38 @@ def test_design_doc_is_where_the_code_says():
     with open(os.path.join(REPO, "docs", "design.md"), encoding="utf-8") as f:
         heads = re.findall(r"^## (\d+)\. ", f.read(), flags=re.M)
     assert heads[:10] == [str(i) for i in range(1, 11)], heads
+
+
+def _readme_snippets():
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        return re.findall(r"^```python\n(.*?)^```", f.read(), flags=re.M | re.S)
+
+
+def _claimed_output(src):
+    """What a snippet says it prints: the comment after a ``print(...)`` on
+    its line, and comment lines right below a print."""
+    claims, after_print = [], False
+    for line in src.splitlines():
+        m = re.match(r"\s*print\(.*\)\s+# (.+)$", line)
+        c = re.match(r"# (.+)$", line)
+        if m:
+            claims.append(m.group(1))
+        elif c and after_print:
+            claims.append(c.group(1))
+            continue
+        after_print = bool(re.match(r"\s*print\(", line))
+    return claims
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("n", range(len(_readme_snippets())))
+def test_readme_snippet_runs(n):
+    """Every Python snippet of the README runs as it is and prints what its
+    comments say it prints."""
+    from _helpers import run_script
+    src = _readme_snippets()[n]
+    r = run_script(src, timeout=100)
+    assert r.returncode == 0, "snippet %d failed:\n%s\n%s" % (n, src, r.stderr[-3000:])
+    for want in _claimed_output(src):
+        assert want.strip() in r.stdout, "snippet %d: %r not in its output %r" % (
+            n, want, r.stdout)
