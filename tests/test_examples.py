@@ -520,3 +520,31 @@ def test_http_server_reason_phrases(server):
         if status.startswith(b"405"):
             assert b"\r\nallow: GET, HEAD\r\n" in got
     srv.stop()
+
+
+# -- the load generators the README names --------------------------------------
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+def test_http_server_under_wrk(server):
+    srv = server("http_server.py", 2)
+    p = subprocess.run(["wrk", "-t1", "-c20", "-d1s", "--latency",
+                        "http://%s:%d/" % (srv.host, srv.port)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Requests/sec:" in p.stdout, p.stdout
+    assert "Non-2xx" not in p.stdout and "Socket errors" not in p.stdout, p.stdout
+    srv.stop()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_echo_server_under_echo_client(server, tmp_path):
+    exe = str(tmp_path / "echo_client")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(REPO, "bench", "echo_client.c")],
+                   check=True, timeout=120)
+    srv = server("echo_server.py", 2)
+    p = subprocess.run([exe, "load", srv.host, str(srv.port), "20", "1", "0.2"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert " errors=0" in p.stdout and "requests=" in p.stdout, p.stdout
+    assert int(p.stdout.split("requests=")[1].split()[0]) > 0, p.stdout
+    srv.stop()
