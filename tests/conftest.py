@@ -106,10 +106,11 @@ class Server:
             text=True, start_new_session=True)
         self.lines = queue.Queue()
         self.err = []
-        threading.Thread(target=self._pump, args=(self.p.stdout, self.lines.put),
-                         daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.p.stderr, self.err.append),
-                         daemon=True).start()
+        self._pumps = [threading.Thread(target=self._pump, args=(f, put), daemon=True)
+                       for f, put in ((self.p.stdout, self.lines.put),
+                                      (self.p.stderr, self.err.append))]
+        for t in self._pumps:
+            t.start()
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -118,7 +119,7 @@ class Server:
             except queue.Empty:
                 if self.p.poll() is not None or time.monotonic() > deadline:
                     self.kill()
-                    time.sleep(0.1)     # let the pump thread drain stderr
+                    self._drain()
                     raise AssertionError("%s printed nothing (status %s); stderr: %s"
                                          % (script, self.p.returncode, self.stderr()))
         assert first.startswith("listening on "), (first, self.stderr())
@@ -132,8 +133,22 @@ class Server:
         for line in f:
             put(line)
 
+    def _drain(self):
+        """After the process ended: wait for the pumps to read all it wrote."""
+        for t in self._pumps:
+            t.join(10)
+
     def stderr(self):
         return "".join(self.err)
+
+    def wait_stderr(self, text, timeout=10):
+        """Wait until the server has written ``text`` on stderr; its stderr."""
+        deadline = time.monotonic() + timeout
+        while text not in self.stderr():
+            assert time.monotonic() < deadline, "%s did not log %r in %s s; stderr: %s" % (
+                self.script, text, timeout, self.stderr())
+            time.sleep(0.02)
+        return self.stderr()
 
     def alive(self):
         return self.p.poll() is None
@@ -151,7 +166,7 @@ class Server:
             self.kill()
             raise AssertionError("server ignored %s for %s s; stderr: %s"
                                  % (sig.name, timeout, self.stderr()))
-        time.sleep(0.1)             # let the pump threads drain stderr
+        self._drain()
         err = self.stderr()
         assert rc == 0, "exit status %r; stderr:\n%s" % (rc, err)
         assert err.count("Traceback") == tracebacks and "panic" not in err, err
