@@ -134,9 +134,13 @@ class Server:
             put(line)
 
     def _drain(self):
-        """After the process ended: wait for the pumps to read all it wrote."""
+        """After the process ended: wait for the pumps to read all it wrote,
+        then close the pipes."""
         for t in self._pumps:
             t.join(10)
+        for f in (self.p.stdout, self.p.stderr):
+            if not any(t.is_alive() for t in self._pumps):
+                f.close()
 
     def stderr(self):
         return "".join(self.err)
@@ -177,6 +181,7 @@ class Server:
         if self.p.poll() is None:
             os.killpg(self.p.pid, signal.SIGKILL)
             self.p.wait(10)
+        self._drain()
 
     def connect(self, timeout=10):
         s = socket.create_connection((self.host, self.port), timeout=timeout)
