@@ -43,7 +43,9 @@ _getframe = sys._getframe
 _get_ident = threading.get_ident
 
 GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
-STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
+STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
+STACK_ROOT_BYTES = 1024    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
+SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
@@ -132,7 +134,7 @@ def start():
         s.threadgs[mt.ident] = s.maing
         _sched = s
         _hot.set_globrunq(s.runq)
-        _hot.install_stack_cache(STACK_CACHE_CHUNKS)
+        _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
         from . import sysmon
         sysmon.start(s)
@@ -298,7 +300,7 @@ def _glet_for(p, g):
     glet = g.glet
     if glet is None:
         gf = p.gfree
-        glet = gf.pop() if gf else greenlet(_gbody, p.g0)
+        glet = gf.pop() if gf else greenlet(_gbody_run, p.g0)
         _bind(p, g, glet)
     return glet
 
@@ -362,6 +364,10 @@ def _gbody(g):
         else:
             p.curg = None
             g = p.g0.switch(None)
+
+
+# a goroutine greenlet's run function: a small data-stack root, then _gbody
+_gbody_run = _hot.with_small_root(_gbody)
 
 
 def _park_thread(g):
