@@ -272,9 +272,11 @@ def test_scavenge_gives_a_burst_back():
     assert r1 - r0 > 25, r.stdout
     assert warm0 >= 2900 and warm1 <= 64 and cold1 >= warm0 - 64, r.stdout
     assert freed >= (warm0 - 64) * 16384
-    # the burst's chunks (and malloc's freed pages) went back: RSS fell by
-    # most of what the burst took
-    assert r2 - r3 > 0.5 * (r1 - r0), r.stdout
+    # the burst's chunks went back: each had ~13 KiB of frames written (3-4
+    # resident pages), so RSS fell by at least half of 12 KiB a chunk (what
+    # else the burst left, e.g. 3.12+'s frame objects in pymalloc arenas, is
+    # not the cache's)
+    assert r2 - r3 > 0.5 * (warm0 - 64) * 12 / 1024, r.stdout
 
 
 @needs_cache
@@ -320,7 +322,7 @@ def test_sysmon_scavenges_after_a_burst():
     assert r.returncode == 0, r.stdout + r.stderr
     r0, r1, r2, r3, released, took = map(float, r.stdout.split())
     assert released >= 2000, r.stdout
-    assert r2 - r3 > 0.5 * (r1 - r0), r.stdout
+    assert r2 - r3 > 0.5 * released * 12 / 1024, r.stdout
 
 
 @needs_cache
