@@ -14,7 +14,6 @@ Invariants are written down in ../HACKING.md; the short version:
 * No Python user code runs while a runtime lock is held.
 """
 
-import atexit
 import collections
 import contextvars
 import os
@@ -28,7 +27,7 @@ from greenlet import greenlet, getcurrent, GreenletExit
 from . import panic as _panic
 from . import settings as _settings
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
-from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
+from .p import P, RUNQ_MOVABLE_MAX, _Prunning, _Pdead
 from .. import _hot
 
 _monotonic = time.monotonic
@@ -103,6 +102,7 @@ _sched = None
 _startlock = threading.Lock()
 _tls = threading.local()
 _old = []                  # runtimes orphaned by fork: kept alive, never run again
+_start_hooks = []          # f(sched) run by start() for each new runtime (process.py: fork/exit hooks; sysmon.py: sysmon)
 
 
 # ---------------------------------------------------------------------------
@@ -136,9 +136,8 @@ def start():
         _hot.set_globrunq(s.runq)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
-        from . import sysmon
-        sysmon.start(s)
-        _install_hooks()
+        for hook in _start_hooks:
+            hook(s)
         return s
 
 
@@ -392,17 +391,38 @@ def park_current(reason):
 
 
 def gosched():
-    """Yield: put the current goroutine at the tail of its P's queue."""
+    """Yield the processor (Go's Gosched).
+
+    A goroutine is ordered as Go's ``goschedImpl`` orders it: Go puts the G on
+    the global queue, so its P runs its local Gs, then the global queue's,
+    then the yielder.  A started G is homed on its P (its greenlet cannot
+    change threads), so the same order is made locally: the head of the
+    global queue (a ``globrunqget`` batch) moves to the tail of the P's runq,
+    the yielder goes behind it, and the P runs the next G.  A thread G (main,
+    a plain thread, ``go_locked``) has no P: see ``_gosched_thread``.  With
+    nothing runnable it returns at once, after ``_gosched_yield_gil``."""
     g = getg()
-    if g is None or g.locked:
+    if g is None:
+        return
+    if g.locked:
+        _gosched_thread(g)
         return
     p = g.home
+    s = _sched
+    if s.runq and not p.draining:
+        with s.lock:
+            n = len(s.runq)
+            batch = [s.runq.popleft()
+                     for _ in range(min(n, n // len(s.allp) + 1, GLOBRUNQ_BATCH_MAX))]
+        if batch:
+            p.rq_extend(batch)
     with p.lock:
-        alone = not p.rq_len() and p.runnext is None and not _sched.runq
+        alone = not p.rq_len() and p.runnext is None
     if alone:
         # nothing else runnable here, but a lone gosched loop must not starve
         # this P's I/O waiters: poll the fds every few ms (netfd readies onto p)
         if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not p.parker.poll():
+            _gosched_yield_gil(s, g)
             return
     g.status = _Grunnable
     p.rq_append(g)
@@ -411,6 +431,138 @@ def gosched():
         g.status = _Grunning
         return
     _switchto(p, nxt)
+
+
+GOSCHED_GIL_SLICE = 100e-6    # a lone gosched gives the GIL away at most this often
+GOSCHED_CHECK = 0.01          # a thread G in gosched looks at its marker's P this often
+GOSCHED_HOG_WAIT = 0.02       # ... and returns once one G has held that P this long
+_gil_enabled = getattr(sys, "_is_gil_enabled", lambda: True)()
+_sched_yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
+
+
+def _gosched_yield_gil(s, g):
+    """Nothing is runnable in a run queue, but under the GIL a goroutine
+    running on another P, or the main goroutine running on its own thread,
+    runs only while this thread lets the GIL go: release it for a
+    ``sched_yield`` if one may want it, at most once per ``GOSCHED_GIL_SLICE``
+    of this thread, so that two Ps in gosched loops interleave without a GIL
+    hand-over (a thread wake-up) on every call.  (``time.sleep(0)`` measured
+    ~220 us here; ``os.sched_yield`` ~1 us.)  Plain threads other than main
+    are not looked at.  Nothing to do on a free-threaded build."""
+    if not _gil_enabled:
+        return
+    now = _monotonic()
+    try:
+        if now - _tls.gilyield < GOSCHED_GIL_SLICE:
+            return
+    except AttributeError:
+        pass
+    mg = s.maing
+    want = mg is not g and mg.status == _Grunning and not s.maingoexit
+    if not want:
+        mine = g.home
+        for q in s.allp:
+            if q is not mine and q.curg is not None:
+                want = True
+                break
+    if want:
+        _sched_yield()
+        now = _monotonic()
+    _tls.gilyield = now
+
+
+def _gosched_thread(g):
+    """gosched() in a thread G.  It has no P and so cannot queue itself behind
+    the runnable Gs; it queues a marker G there instead and parks until the
+    marker has run (the happens-before edge, see HACKING.md "gosched"):
+
+    * a P with Gs in its runq or runnext: the marker goes to that P's runq tail;
+    * else, if the global queue has Gs: a batch of them (as ``globrunqget``
+      takes) moves to the runq of a spinning P, else of an idle one (else of
+      any), the marker behind them;
+    * else nothing is runnable: return at once.
+
+    The marker is homed on that P before it is queued, so no other P steals it
+    and it runs on that P after every G ahead of it there, homed ones
+    certainly; a movable one ahead of it may be stolen by an idle P, which
+    runs it next.  The marker readies the thread G (``goready``) and ends.
+    Ctrl-C while parked withdraws the marker through ``sel`` (as a thread G's
+    channel park does); so does the park's check every ``GOSCHED_CHECK`` when
+    the P has retired with the marker still queued (GOMAXPROCS lowered
+    meanwhile), the process is exiting, or one goroutine has held the P for
+    ``GOSCHED_HOG_WAIT`` without a schedule (no preemption yet: a goroutine
+    spinning until the caller acts must not block it for ever)."""
+    s = _sched
+    if s is None or s.exiting:
+        return                           # no runtime yet: nothing is runnable
+    target = None
+    for q in s.allp:
+        if not q.draining and (q.rq_len() or q.runnext is not None):
+            target = q
+            break
+    batch = None
+    with s.lock:
+        if target is None and s.runq:
+            live = [q for q in s.allp if not q.draining]
+            if live:
+                # a spinning P is already looking for this work; else an idle
+                # one (put_remote wakes it); else any
+                spin = [q for q in live if q.spinning]
+                idle = [q for q in s.pidle if not q.draining]
+                target = spin[0] if spin else idle[-1] if idle else live[0]
+                n = len(s.runq)
+                batch = [s.runq.popleft()
+                         for _ in range(min(n, n // len(s.allp) + 1, GLOBRUNQ_BATCH_MAX))]
+        if target is not None:
+            s.goidgen += 1
+            goid = s.goidgen
+    if target is None:
+        _gosched_yield_gil(s, g)
+        return
+    sel = threading.Lock()
+    marker = G(goid, _gosched_marker, (g, sel), {}, contextvars.Context(), None)
+    marker.home = target                 # unstealable, runs on target
+    g.status = _Grunnable
+    g.waitsince = _monotonic()
+    if batch:
+        target.rq_extend(batch)
+    sema = g.sema
+    try:
+        target.rq_put_remote(marker)     # wakes target if it sleeps
+        last = None
+        since = _monotonic()
+        while not sema.acquire(True, GOSCHED_CHECK):
+            if target.status == _Pdead or s.exiting:
+                stop = True              # the marker will never run
+            else:
+                cur = (target.schedtick, target.curg)
+                now = _monotonic()
+                if cur != last:
+                    last, since = cur, now
+                stop = cur[1] is not None and now - since >= GOSCHED_HOG_WAIT
+            if stop and sel.acquire(False):
+                break                    # withdraw the marker and return
+    except BaseException:
+        if not sel.acquire(False):
+            sema.acquire()               # the marker won: take the token it posts
+        g.status = _Grunning
+        raise
+    g.status = _Grunning
+
+
+def _gosched_marker(tg, sel):
+    """Body of the marker G of ``_gosched_thread``: runs on its P after the Gs
+    queued ahead of it, then readies the thread G that yielded."""
+    p = getg().home
+    # The marker is no goroutine of the program: cancel the count its end
+    # (_gdestroy) takes off, here on its P's own thread (p.ngdelta is the P's).
+    p.ngdelta += 1
+    if p.runnext is not None:
+        # a runnext G that lost the runnext-streak cap to the marker: once more
+        # to the tail, so it runs first
+        gosched()
+    if sel.acquire(False):
+        goready(tg)
 
 
 # ---------------------------------------------------------------------------
@@ -664,7 +816,7 @@ def _new_parker(s):
 def _startworker(s, p):
     if s.nthreads + 1 > s.maxthreads:
         _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                     % s.maxthreads, with_stacks=False)
+                     % s.maxthreads)
     s.nthreads += 1
     s.nworkers += 1
     t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
@@ -765,18 +917,16 @@ def checkdead():
         if s.nidle != len(s.allp) or s.runq:
             return
     if s.maingoexit and num_goroutine() == 0:
-        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!",
-                     with_stacks=False)
-    _panic.fatal("all goroutines are asleep - deadlock!")
+        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!")
+    _panic.fatal("all goroutines are asleep - deadlock!", s)
 
 
 # ---------------------------------------------------------------------------
-# fork, main-goroutine Goexit
-
-_hooks_installed = False
-
+# fork and exit: what the scheduler's own state needs (the protocols are in
+# process.py)
 
 def _after_fork_child():
+    """In a forked child: drop the parent's runtime; the next use starts one."""
     global _sched, _tls
     if _sched is not None:
         _old.append(_sched)
@@ -784,41 +934,6 @@ def _after_fork_child():
     _tls = threading.local()
     _hot.set_current_p(None)
     _hot.set_globrunq(None)
-
-
-def _install_hooks():
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    os.register_at_fork(after_in_child=_after_fork_child)
-    atexit.register(_atexit)
-    prev = sys.excepthook
-
-    def excepthook(tp, val, tb):
-        global _exit_status
-        if tp is _panic.Goexit and _sched is not None:
-            main_goexit_wait()
-            return
-        _exit_status = 1
-        prev(tp, val, tb)
-    sys.excepthook = excepthook
-
-
-# ---------------------------------------------------------------------------
-# process exit
-#
-# Workers are daemon threads.  Once the interpreter starts finalizing, a daemon
-# thread that wants the GIL back is ended with pthread_exit, whose unwinding
-# through a goroutine's greenlet frames runs greenlet's C++ destructors without
-# the GIL and crashes the process.  So, from an atexit handler (which runs
-# before finalization, after non-daemon threads were joined), every worker is
-# brought to a safe point and frozen there: blocked forever in C with the GIL
-# released, never to wake.  Safe points: the scheduler loop, every park, the
-# end of every goroutine.  No exception is thrown into any goroutine.
-
-_exit_status = 0
-EXIT_FREEZE_WAIT = 0.5
 
 
 def _freeze():
@@ -831,97 +946,9 @@ def _freeze():
         _forever.acquire()       # blocks in C with the GIL released; never returns
 
 
-def _atexit():
-    s = _sched
-    if s is None or s.pid != os.getpid():
-        return
-    s.exiting = True
-    _hot.set_exiting(_freeze)
-    for p in list(s.allp):
-        p.parker.unpark()
-    deadline = _monotonic() + EXIT_FREEZE_WAIT
-    while _monotonic() < deadline:
-        with s.lock:
-            if s.nfrozen >= s.nworkers:
-                return
-        time.sleep(0.002)
-    # A goroutine is running code that never enters the runtime: finalizing now
-    # would kill its worker mid-greenlet.  Leave without finalizing (atexit
-    # handlers registered after the runtime started have already run).
-    _panic._flush()
-    os._exit(_exit_status)
-
-
-def main_goexit_wait():
-    """The main goroutine called goexit(): let the others run on; the process ends
-    when they all deadlock or finish (checkdead), or one exits it."""
-    s = _sched
-    with s.lock:
-        s.maingoexit = True
-        s.maing.status = _Gdead
-    if s.nidle == len(s.allp):
-        checkdead()
-    while True:                  # the workers' checkdead ends the process
-        time.sleep(3600)
-
-
 def forked_stale_sched(s):
     """True in a forked child for the parent's runtime."""
     return s is not _sched
-
-
-# ---------------------------------------------------------------------------
-# go_locked: a goroutine on its own OS thread (Go's LockOSThread contract)
-
-def go_locked(fn, args, kwargs):
-    s = _sched or start()
-    cur = getg()
-    f = _getframe(2)
-    with s.lock:
-        if s.nthreads + 1 > s.maxthreads:
-            s.lock.release()
-            try:
-                _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                             % s.maxthreads, with_stacks=False)
-            finally:
-                s.lock.acquire()
-        s.nthreads += 1
-        s.goidgen += 1
-        goid = s.goidgen
-        s.ngdelta += 1
-    ctx = _copy_context()
-    creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lasti)
-    started = threading.Event()
-
-    def run():
-        m = M("locked")
-        g = new_thread_g(goid, m)
-        g.creator = creator
-        g.lockedcount = 1
-        m.tg = g
-        _tls.m = m
-        with s.lock:
-            s.threadgs[m.ident] = g
-        started.set()
-        try:
-            ctx.run(fn, *args, **kwargs)
-        except _panic.Goexit:
-            pass
-        except SystemExit as e:
-            _panic.exit_from_goroutine(e)
-        except BaseException as e:
-            _panic.fatalpanic(g, e)
-        finally:
-            g.status = _Gdead
-            g.m = None                  # break the G <-> M cycle (Gs are not GC-tracked)
-            with s.lock:
-                s.threadgs.pop(m.ident, None)
-                s.ngdelta -= 1
-                s.nthreads -= 1
-
-    t = threading.Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
-    t.start()
-    started.wait()
 
 
 # ---------------------------------------------------------------------------
