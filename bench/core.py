@@ -136,7 +136,7 @@ BENCHES = {
     "burst": dict(
         title="RSS after a burst: {n:,} goroutines parked {m} calls deep, "
               "then all finish",
-        n=10_000, quick_n=3_000, m=10, quick_m=10,
+        n=10_000, quick_n=3_000, m=4, quick_m=4,
         runtimes=["gevent", "pygmp1", "pygmpN"],
         rows=[("mib_parked", "burst of {n:,}: RSS while parked", "MiB",
                "lower", None),

@@ -371,3 +371,39 @@ def test_install_arguments_are_checked():
     if _installed():
         assert _hot.install_stack_cache(10, 1024) is False
         assert _stats()["maxwarm"] == proc.STACK_CACHE_CHUNKS
+
+
+@needs_cache
+def test_retired_ps_greenlets_give_their_roots_back():
+    """A P that retires (GOMAXPROCS shrinks) takes its worker thread and its
+    free greenlets with it: their roots (and spilled chunks) come back from
+    greenlet's cleanup of a dead thread's greenlets."""
+    r = run_script("""
+        import gc, time
+        from pygmp import go, chan, _hot
+        from pygmp.sync import WaitGroup
+        from pygmp.runtime import gomaxprocs, proc
+        gomaxprocs(4)
+        def deep(k, c):
+            return c.recv() if k == 0 else deep(k - 1, c)
+        for rnd in range(3):
+            c = chan(); wg = WaitGroup(); wg.add(3000); st = WaitGroup(); st.add(3000)
+            def f(i):
+                st.done(); deep(i % 300, c); wg.done()
+            for i in range(3000):
+                go(f, i)
+            st.wait()
+            assert _hot.stackcache_stats()["roots"] >= 3000
+            c.close(); wg.wait()
+            gomaxprocs(1)
+            deadline = time.monotonic() + 20
+            while _hot.stackcache_stats()["roots"] > proc.GFREE_MAX + 8 and time.monotonic() < deadline:
+                time.sleep(0.05); gc.collect()
+            s = _hot.stackcache_stats()
+            assert s["roots"] <= proc.GFREE_MAX + 8, s
+            assert s["inuse"] <= s["rootblocks"] + 8, s
+            gomaxprocs(4)
+        print("ok")
+    """, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok")

@@ -43,7 +43,7 @@ _get_ident = threading.get_ident
 
 GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
 STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
-STACK_ROOT_BYTES = 1024    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
+STACK_ROOT_BYTES = 1280    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
 SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
