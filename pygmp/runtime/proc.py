@@ -602,6 +602,12 @@ def _retire(p):
             pass
     p.gfree.clear()
     p.status = _Pdead
+    # The P outlives its thread (dead Gs keep g.home): it must not keep the
+    # thread's main greenlet, which greenlet tears down when the thread ends
+    # (a GC pass that visited it through the P crashed: P_traverse ->
+    # green_is_gc, ~1 run in 12 of GOMAXPROCS 4 -> 1 -> 4 on 3.13).
+    p.g0 = None
+    p.curg = None
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
         from .timers import movetimers
