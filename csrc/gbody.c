@@ -137,6 +137,7 @@ static int rung(GObject *g) {
  * greenlet on p->gfree (or end it when the cache is full) and switch to the
  * next started G, or to g0. */
 static PyObject *gbody(PyObject *self, PyObject *arg) {
+    stackcache_small_root();   /* before any Python frame: a small data-stack root */
     if (!PyObject_TypeCheck(arg, &GType)) Py_RETURN_NONE;
     PyObject *me = (PyObject *)PyGreenlet_GetCurrent();
     if (!me) return NULL;

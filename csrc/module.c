@@ -44,7 +44,12 @@ static PyObject *m_set_globrunq(PyObject *m, PyObject *q) {
 static PyMethodDef mod_methods[] = {
     {"init", (PyCFunction)(void (*)(void))m_init, METH_VARARGS | METH_KEYWORDS, "register the Python side"},
     {"set_globrunq", (PyCFunction)m_set_globrunq, METH_O, "the global runqueue (for its emptiness hint)"},
-    {"install_stack_cache", (PyCFunction)m_install_stack_cache, METH_O, "cache up to n greenlet data-stack chunks"},
+    {"install_stack_cache", (PyCFunction)(void (*)(void))m_install_stack_cache, METH_FASTCALL,
+     "install_stack_cache(maxwarm, root=0): cache greenlet data-stack chunks (at most maxwarm warm); root: small root slot bytes (0: off)"},
+    {"stackcache_scavenge", (PyCFunction)(void (*)(void))m_stackcache_scavenge, METH_FASTCALL,
+     "stackcache_scavenge(force=False): give back the pages of data-stack chunks unused since the last call; bytes given back"},
+    {"stackcache_stats", (PyCFunction)m_stackcache_stats, METH_NOARGS, "the data-stack cache's counters"},
+    {"datastack_used", (PyCFunction)m_datastack_used, METH_NOARGS, "(bytes, chunks, top chunk size) of the calling greenlet's data stack"},
     {"set_exiting", (PyCFunction)m_set_exiting, METH_O, "set_exiting(freeze_fn): workers call it at their next park; None: clear"},
     {"set_current_p", (PyCFunction)m_set_current_p, METH_O, "this worker thread drives P (None: none)"},
     {"runqput", (PyCFunction)(void (*)(void))m_runqput, METH_FASTCALL, "runqput(p, g, nxt) (owner)"},
@@ -92,6 +97,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
     Py_INCREF(&PType); PyModule_AddObject(m, "PBase", (PyObject *)&PType);
     Py_INCREF(&ChanType); PyModule_AddObject(m, "ChanBase", (PyObject *)&ChanType);
     Py_INCREF(&TimerType); PyModule_AddObject(m, "RTimer", (PyObject *)&TimerType);
+    PyModule_AddIntConstant(m, "GFREE_MAX", GFREE_MAX);
     return m;
 }
 

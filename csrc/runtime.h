@@ -292,7 +292,13 @@ PyObject *P_gs_snapshot(PObject *p, PyObject *u);
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
-/* stackcache.c */
-PyObject *m_install_stack_cache(PyObject *m, PyObject *arg);
+/* stackcache.c: goroutine greenlets' interpreter data stacks */
+int stackcache_small_root(void);            /* a new goroutine greenlet's first call (GIL held) */
+Py_ssize_t stackcache_scavenge(int force);  /* any thread, GIL or not: ~once a second (sysmon) */
+Py_ssize_t stackcache_excess(void);         /* warm chunks the scavenger would still give back */
+PyObject *m_install_stack_cache(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_stackcache_scavenge(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_stackcache_stats(PyObject *m, PyObject *u);
+PyObject *m_datastack_used(PyObject *m, PyObject *u);
 
 #endif /* PYGMP_RUNTIME_H */

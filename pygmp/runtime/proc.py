@@ -41,7 +41,10 @@ _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 
-STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
+GFREE_MAX = _hot.GFREE_MAX  # per-P cache of finished goroutines' greenlets (csrc/gbody.c)
+STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
+STACK_ROOT_BYTES = 1280    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
+SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
@@ -131,7 +134,7 @@ def start():
         s.threadgs[mt.ident] = s.maing
         _sched = s
         _hot.set_globrunq(s.runq)
-        _hot.install_stack_cache(STACK_CACHE_CHUNKS)
+        _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
         for hook in _start_hooks:
             hook(s)
@@ -209,7 +212,7 @@ def go(fn, *args, **kwargs):
             goid = _newgoid_p(p, s)
         else:
             p.goidcache = goid + 1
-        g = G(goid, fn, args, kwargs, _copy_context(),
+        g = G(goid, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
         runqput(p, g, True)
@@ -219,7 +222,7 @@ def go(fn, *args, **kwargs):
     cur = getg()
     with s.lock:
         s.goidgen += 1
-        g = G(s.goidgen, fn, args, kwargs, _copy_context(),
+        g = G(s.goidgen, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
@@ -279,6 +282,7 @@ def next_local(p):
 # running Gs: park and ready (a goroutine's life on its greenlet, from its
 # first run to its end and the reuse of its greenlet, is csrc/gbody.c)
 
+
 def _park_thread(g):
     """A thread G blocks its OS thread (GIL released) until readied."""
     s = _sched
@@ -329,6 +333,12 @@ def _retire(p):
             pass
     p.gfree.clear()
     p.status = _Pdead
+    # The P outlives its thread (dead Gs keep g.home): it must not keep the
+    # thread's main greenlet, which greenlet tears down when the thread ends
+    # (a GC pass that visited it through the P crashed: P_traverse ->
+    # green_is_gc, ~1 run in 12 of GOMAXPROCS 4 -> 1 -> 4 on 3.13).
+    p.g0 = None
+    p.curg = None
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
         live = [q for q in s.allp if q is not p and not q.draining]

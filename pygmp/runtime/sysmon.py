@@ -6,12 +6,17 @@ is not handed off, or one P running a long stretch of Python while another P
 sleeps), i.e. Go's "wake a P when the global queue has work and nobody spins".
 It backs off from 1 ms to 10 ms, and when every P is idle it sleeps deep
 until wakep pokes it (at most one wake-up a second: an idle process costs ~0 CPU).  Preemption arrives in a later issue.
+
+About once a second it also runs the data-stack cache's scavenger
+(``_hot.stackcache_scavenge``, csrc/stackcache.c): chunks nobody used since the
+previous call give their pages back, so RSS falls within ~2 s of a burst's end.
 """
 
 import threading
 import time
 
 from . import proc
+from .. import _hot
 
 _DELAY_MIN = 0.001
 _DELAY_MAX = 0.010
@@ -31,6 +36,8 @@ _DEEP_SLEEP = 1.0
 def _sysmon(s):
     delay = _DELAY_MIN
     last = {}
+    scavenge = _hot.stackcache_scavenge
+    nextscav = time.monotonic() + proc.SCAVENGE_PERIOD
     while True:
         if s.nidle == len(s.allp) and not s.runq:
             # everything idle: sleep deep until wakep pokes us (Go's sysmonnote)
@@ -43,6 +50,10 @@ def _sysmon(s):
             time.sleep(delay)
         if proc._sched is not s:       # forked child / replaced runtime
             return
+        now = time.monotonic()
+        if now >= nextscav:
+            nextscav = now + proc.SCAVENGE_PERIOD
+            scavenge()                 # releases the GIL around its madvise calls
         if not s.pidle:
             delay = min(delay * 2, _DELAY_MAX)
             continue
