@@ -114,7 +114,7 @@ else:
     started.wait()
     time.sleep(0.2)
     s1 = snap()
-    gs = [g for p in proc._sched.allp for g in p.gs if g.glet is not None]
+    gs = [g for p in proc._sched.allp for g in p.gs_snapshot() if g.glet is not None]
     saved = sum(g.glet._stack_saved for g in gs) / len(gs)
     frames = nframes(gs[len(gs) // 2].glet)
 d = [(b - a) / n for a, b in zip(s0, s1)]
