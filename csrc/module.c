@@ -51,6 +51,11 @@ static PyMethodDef mod_methods[] = {
     {"getg", (PyCFunction)m_getg, METH_NOARGS, "the current G"},
     {"switchto", (PyCFunction)(void (*)(void))m_switchto, METH_FASTCALL, "switchto(p, nxt): from the current G to nxt (None: g0)"},
     {"select", (PyCFunction)(void (*)(void))m_select, METH_FASTCALL, "Go's select"},
+    {"netpoll_init", (PyCFunction)(void (*)(void))m_netpoll_init, METH_VARARGS | METH_KEYWORDS, "register the network wait's Python side (runtime/netfd.py)"},
+    {"netpolldeadline", (PyCFunction)(void (*)(void))m_netpolldeadline, METH_FASTCALL, "a pollDesc deadline timer fired (timers.RTimer callback)"},
+    {"netpoll_inject", (PyCFunction)(void (*)(void))m_netpoll_inject, METH_FASTCALL, "tests: apply one poller event (token, readable, writable)"},
+    {"nnetwait", (PyCFunction)m_nnetwait, METH_O, "nnetwait(allp): Gs parked on the network (checkdead)"},
+    {"netpoll_stats", (PyCFunction)m_netpoll_stats, METH_NOARGS, "network wait counters"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};
@@ -58,8 +63,9 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
 PyMODINIT_FUNC PyInit__hot(void) {
     if (proc_import_greenlet() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
-        PyType_Ready(&ChanType) < 0)
+        PyType_Ready(&ChanType) < 0 || PyType_Ready(&PollerType) < 0 || PyType_Ready(&FDType) < 0)
         return NULL;
+    if (netpoll_module_init() < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return NULL
@@ -73,6 +79,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
     Py_INCREF(&GType); PyModule_AddObject(m, "GBase", (PyObject *)&GType);
     Py_INCREF(&PType); PyModule_AddObject(m, "PBase", (PyObject *)&PType);
     Py_INCREF(&ChanType); PyModule_AddObject(m, "ChanBase", (PyObject *)&ChanType);
+    Py_INCREF(&PollerType); PyModule_AddObject(m, "Poller", (PyObject *)&PollerType);
+    Py_INCREF(&FDType); PyModule_AddObject(m, "FD", (PyObject *)&FDType);
     return m;
 }
 

@@ -222,11 +222,7 @@ int put_remote(PObject *p, PyObject *g) {
     int sleeping = p->sleeping;
     PUNLOCK(p);
     if (r < 0) { Py_DECREF(g); PyErr_NoMemory(); return -1; }
-    if (sleeping) {
-        PyObject *res = PyObject_CallMethodNoArgs(p->parker, s_unpark);
-        if (!res) return -1;
-        Py_DECREF(res);
-    }
+    if (sleeping) return parker_unpark(p->parker);
     return 0;
 }
 static PyObject *P_rq_put_remote(PObject *p, PyObject *g) {

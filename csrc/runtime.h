@@ -1,6 +1,6 @@
 /*
  * runtime.h: the structs and entry points shared by pygmp's C core
- * (the extension module pygmp._hot: every csrc/ C file but the netpoller).
+ * (the extension module pygmp._hot, built from every csrc/ C file).
  *
  * One file per concern, as Go's runtime:
  *   lock.c        Lock: the PyThread lock exposed to Python as p.lock
@@ -9,6 +9,11 @@
  *   chan.c        channels (chan.go): buffer ring, sudog wait queues, close
  *   select.c      select (select.go): lock order, random poll order, park on all
  *   stackcache.c  cache of greenlets' interpreter data-stack chunks
+ *   netpoll.c     the network wait (netpoll.go): pollDesc per-direction states,
+ *                 deadlines, the per-P poller (Poller) and netpollready
+ *   netfd.c       the fd (internal/poll fd_unix.go, fd_mutex.go): FD, fdMutex,
+ *                 the read/write/accept/connect retry loops around the syscall
+ *   netpoll_epoll.c / netpoll_kqueue.c  the kernel poller (np_*; netpoll.h)
  *   module.c      the module: globals, callbacks into Python, init
  *
  * Invariants (pygmp/HACKING.md has the full list):
@@ -68,6 +73,7 @@ typedef struct {
     char stuck, sleeping, draining;
     PyObject *curg, *g0, *gfree, *timer0, *parker, *sleepuntil;
     double lastpoll;
+    atomic_long nnetwait;     /* Gs homed here parked in pd_wait (netpoll.c); summed by checkdead */
 } PObject;
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
@@ -195,5 +201,31 @@ PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
 /* stackcache.c */
 PyObject *m_install_stack_cache(PyObject *m, PyObject *arg);
+
+/* netpoll.c: the network wait (see the comment at its top) */
+#define PD_READ 1
+#define PD_WRITE 2
+typedef struct pollDesc pollDesc;
+extern PyTypeObject PollerType;
+extern PyObject *ErrClosed, *ErrTimeout;   /* pygmp.net.ErrClosed, pygmp.net.TimeoutError */
+extern PyObject *s_io_wait, *s_io_close;   /* wait reasons */
+int netpoll_module_init(void);
+int parker_unpark(PyObject *parker);       /* p.parker.unpark(), in C for the Poller */
+extern atomic_llong netstat_accept_backoff;
+pollDesc *pd_open(int fd);                 /* NULL with an exception */
+int pd_checkerr(pollDesc *pd, int mode);   /* -1 with ErrClosed/ErrTimeout set */
+int pd_wait(pollDesc *pd, int mode, double until);  /* park until ready; 0: retry the syscall */
+int pd_setdeadline(pollDesc *pd, double d, int modes);  /* d: 0 none, < 0 passed, else monotonic */
+void pd_evict(pollDesc *pd);               /* closing: wake both waiters with ErrClosed */
+void pd_close(pollDesc *pd);               /* unregister and return to the cache (before close(fd)) */
+PyObject *pd_state(pollDesc *pd);          /* tests: (rg, wg, token) */
+PyObject *m_netpoll_init(PyObject *m, PyObject *args, PyObject *kw);
+PyObject *m_netpolldeadline(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_netpoll_inject(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_nnetwait(PyObject *m, PyObject *allp);
+PyObject *m_netpoll_stats(PyObject *m, PyObject *u);
+
+/* netfd.c */
+extern PyTypeObject FDType;
 
 #endif /* PYGMP_RUNTIME_H */

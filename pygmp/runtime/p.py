@@ -16,7 +16,7 @@ Ownership (see HACKING.md):
 import threading
 
 from .. import _hot
-from .park import LockParker
+from .park import new_parker
 
 _Pidle = 0
 _Prunning = 1
@@ -44,7 +44,7 @@ class P(_hot.PBase):
     def __init__(self, pid, parker=None):
         self.id = pid
         self.status = _Pidle
-        self.parker = parker if parker is not None else LockParker()
+        self.parker = parker if parker is not None else new_parker()
         self.m = None
         self.nhomed = 0
         self.gs = set()

@@ -83,10 +83,9 @@ class Sched:
         self.pid = os.getpid()
         self.maingoexit = False
         # External wake sources (DESIGN §3 checkdead): counts kept by their owners
-        # under ``lock``: blocking calls in flight, fds with parked waiters, signal
-        # subscriptions.
+        # under ``lock``: blocking calls in flight, signal subscriptions; Gs
+        # parked on the network are counted per P in C (``nnetwait`` below).
         self.nsyscall = 0
-        self.nnetwait = 0
         self.nsignal = 0
         self.exiting = False                 # process shutdown: workers freeze (see _atexit)
         self.nworkers = 0                    # live worker threads
@@ -94,6 +93,11 @@ class Sched:
         self.stealcount = 0                  # Gs stolen by Ps that have since retired
         self.sysmonidle = False              # sysmon is in its deep sleep (hint)
         self.sysmonwake = threading.Event()
+
+    @property
+    def nnetwait(self):
+        """Gs parked waiting on a socket (per-P counters in C, summed)."""
+        return _hot.nnetwait(self.allp)
 
 
 _sched = None
