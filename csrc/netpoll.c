@@ -778,8 +778,7 @@ static PyObject *Poller_close(PollerObject *pp, PyObject *u) {
             if (gs[k] && ready_io(gs[k]) < 0) err = 1;
         if (drop) Py_DECREF(pp);        /* the pollDesc's reference; `pp` is still ours */
     }
-    Py_CLEAR(pp->p);
-    pp->p = Py_NewRef(Py_None);
+    /* pp->p stays; the cyclic GC frees the P <-> Poller pair */
     if (err) return NULL;
     Py_RETURN_NONE;
 }
