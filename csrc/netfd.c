@@ -488,12 +488,18 @@ static PyObject *recv_bytes(FDObject *fd, Py_ssize_t n, int flags) {
         if (fd->closing) { PyErr_SetNone(ErrClosed); return NULL; }
         return PyBytes_FromStringAndSize(NULL, 0);
     }
-    PyObject *b = PyBytes_FromStringAndSize(NULL, n);
+    PyObject *b = rbuf_take(n);
     if (!b) return NULL;
     ioargs a = {.buf = PyBytes_AS_STRING(b), .len = n, .flags = flags};
     ssize_t r = fd_io(fd, PD_READ, sys_recv, &a);
-    if (r < 0) { Py_DECREF(b); return NULL; }
-    if (r != n) _PyBytes_Resize(&b, r);
+    if (r < 0) { rbuf_put(b); return NULL; }
+    if (r == n) return b;
+    if (r <= n / 4) {           /* a short read: copy it out, keep the big buffer */
+        PyObject *out = PyBytes_FromStringAndSize(PyBytes_AS_STRING(b), r);
+        rbuf_put(b);
+        return out;
+    }
+    _PyBytes_Resize(&b, r);
     return b;
 }
 

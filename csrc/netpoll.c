@@ -81,7 +81,8 @@ struct PollerObject {
     atomic_int closed;
     char notified;              /* a wake token is posted (np_break sent) */
     unsigned long gen;          /* the fork generation it was opened in */
-    PyObject *p;                /* the bound P (strong; cleared by close) */
+    PyObject *p;                /* the bound P (strong) */
+    PyObject *rbuf;             /* the owner thread's spare read buffer (netfd.c recv_bytes) */
     pollDesc *pds;              /* registered pollDescs */
     long long npolls;           /* events dispatched (diagnostics) */
 };
@@ -628,6 +629,7 @@ static int Poller_traverse(PollerObject *pp, visitproc visit, void *arg) {
 }
 static int Poller_clear(PollerObject *pp) {
     Py_CLEAR(pp->p);
+    Py_CLEAR(pp->rbuf);
     return 0;
 }
 static void Poller_dealloc(PollerObject *pp) {
@@ -702,21 +704,33 @@ static PyObject *Poller_park(PollerObject *pp, PyObject *arg) {
 
 /* poll(): any thread, non-blocking: apply ready events, return how many Gs
  * were readied; 0 at once when another thread is inside this poller. */
-static PyObject *Poller_poll(PollerObject *pp, PyObject *u) {
+static int poller_poll(PollerObject *pp) {
     int exp = 0;
     np_event evs[NEVENTS];
-    if (!atomic_compare_exchange_strong(&pp->inwait, &exp, 1)) return PyLong_FromLong(0);
-    if (atomic_load(&pp->closed)) { atomic_store(&pp->inwait, 0); return PyLong_FromLong(0); }
+    if (!atomic_compare_exchange_strong(&pp->inwait, &exp, 1)) return 0;
+    if (atomic_load(&pp->closed)) { atomic_store(&pp->inwait, 0); return 0; }
     int n = np_wait(pp->np, evs, NEVENTS, 0);
     pthread_mutex_lock(&pp->mu);
     if (pp->notified) np_break(pp->np);     /* we may have swallowed the owner's break */
     pthread_mutex_unlock(&pp->mu);
     atomic_store(&pp->inwait, 0);
     poller_done(pp);
-    if (n <= 0) return PyLong_FromLong(0);
+    if (n <= 0) return 0;
     pp->npolls += n;
-    int r = netpollready(evs, n);
+    return netpollready(evs, n);
+}
+static PyObject *Poller_poll(PollerObject *pp, PyObject *u) {
+    int r = poller_poll(pp);
     return r < 0 ? NULL : PyLong_FromLong(r);
+}
+
+/* A parking goroutine whose P has nothing else to run polls the P's own
+ * poller before it leaves for the scheduler (findrunnable's next step, taken in
+ * C): a G readied here is switched to directly.  Gs readied; -1 on error. */
+int netpoll_p(PObject *p) {
+    PyObject *pk = p->parker;
+    if (Py_TYPE(pk) != &PollerType) return 0;
+    return poller_poll((PollerObject *)pk);
 }
 
 /* unpark(): any thread.  The park in progress returns, or the next one returns
@@ -813,6 +827,37 @@ PyTypeObject PollerType = {
     .tp_methods = Poller_methods, .tp_getset = Poller_getset,
     .tp_doc = "A P's parker: its kernel poller (epoll/kqueue) and wake token (csrc/netpoll.c).",
 };
+
+/* A read buffer: a fresh bytes object of size n, or the spare one of this
+ * worker's P.  conn.read(65536) that gets a few bytes then costs a small copy
+ * instead of a 64 KiB malloc, realloc and free per call.  Only the P's own
+ * worker thread touches its spare (tls_p). */
+#define RBUF_MIN 4096
+PyObject *rbuf_take(Py_ssize_t n) {
+    if (n >= RBUF_MIN && tls_p) {
+        PyObject *pk = P_CAST(tls_p)->parker;
+        if (Py_TYPE(pk) == &PollerType) {
+            PollerObject *pp = (PollerObject *)pk;
+            PyObject *b = pp->rbuf;
+            if (b && PyBytes_GET_SIZE(b) == n) {
+                pp->rbuf = NULL;
+                return b;
+            }
+        }
+    }
+    return PyBytes_FromStringAndSize(NULL, n);
+}
+/* Give back a buffer from rbuf_take (reference consumed). */
+void rbuf_put(PyObject *b) {
+    if (tls_p && Py_REFCNT(b) == 1 && PyBytes_GET_SIZE(b) >= RBUF_MIN) {
+        PyObject *pk = P_CAST(tls_p)->parker;
+        if (Py_TYPE(pk) == &PollerType && !((PollerObject *)pk)->rbuf) {
+            ((PollerObject *)pk)->rbuf = b;
+            return;
+        }
+    }
+    Py_DECREF(b);
+}
 
 /* put_remote's wake-up without a method lookup */
 int parker_unpark(PyObject *parker) {

@@ -436,6 +436,11 @@ int gopark_c(GObject *g, PyObject *reason) {
     PObject *p = P_CAST(g->home);
     PyObject *nxt = next_local_c(p);
     if (!nxt && PyErr_Occurred()) return -1;
+    if (!nxt) {                       /* nothing local: this P's netpoller (netpoll.c) */
+        int k = netpoll_p(p);
+        if (k < 0) return -1;
+        if (k > 0 && !(nxt = next_local_c(p)) && PyErr_Occurred()) return -1;
+    }
     if (nxt == (PyObject *)g) {
         g->status = Grunning;
         Py_DECREF(nxt);

@@ -211,6 +211,9 @@ extern PyObject *ErrClosed, *ErrTimeout;   /* pygmp.net.ErrClosed, pygmp.net.Tim
 extern PyObject *s_io_wait, *s_io_close;   /* wait reasons */
 int netpoll_module_init(void);
 int parker_unpark(PyObject *parker);       /* p.parker.unpark(), in C for the Poller */
+int netpoll_p(PObject *p);                 /* non-blocking poll of p's poller: Gs readied, -1 error */
+PyObject *rbuf_take(Py_ssize_t n);         /* a bytes object of size n to read into */
+void rbuf_put(PyObject *b);                /* give it back (reference consumed) */
 extern atomic_llong netstat_accept_backoff;
 pollDesc *pd_open(int fd);                 /* NULL with an exception */
 int pd_checkerr(pollDesc *pd, int mode);   /* -1 with ErrClosed/ErrTimeout set */
