@@ -56,9 +56,11 @@ typedef struct {
     int sysfd, family, type;
     pollDesc *pd;               /* valid while state < 2; used only under a reference */
     int refs;
-    char rlocked, wlocked, closing, state;
+    char rlocked, wlocked, closing, state;   /* closing: written under mu, read racily via CLOSING() */
     fdwq rq, wq, cq;
 } FDObject;
+
+#define CLOSING(fd) __atomic_load_n(&(fd)->closing, __ATOMIC_RELAXED)
 
 /* ============================================================ fdMutex */
 
@@ -221,7 +223,7 @@ static void fd_destroy(FDObject *fd) {
     pthread_mutex_lock(&fd->mu);
     fd->pd = NULL;
     fd->sysfd = -1;
-    fd->state = 2;
+    __atomic_store_n(&fd->state, 2, __ATOMIC_RELAXED);
     Py_ssize_t n = 0;
     for (fdwaiter *w = fd->cq.head; w; w = w->next) n++;
     PyObject **gs = n ? PyMem_RawMalloc(sizeof(PyObject *) * n) : NULL;
@@ -467,7 +469,7 @@ static void FD_dealloc(FDObject *fd) {
 }
 
 static PyObject *FD_repr(FDObject *fd) {
-    return PyUnicode_FromFormat("<FD %d%s>", fd->sysfd, fd->closing ? " closing" : "");
+    return PyUnicode_FromFormat("<FD %d%s>", fd->sysfd, CLOSING(fd) ? " closing" : "");
 }
 
 /* ------------------------------------------------------------ reads */
@@ -485,7 +487,7 @@ static int parse_flags(PyObject *const *args, Py_ssize_t nargs, Py_ssize_t i, in
 
 static PyObject *recv_bytes(FDObject *fd, Py_ssize_t n, int flags) {
     if (n == 0) {
-        if (fd->closing) { PyErr_SetNone(ErrClosed); return NULL; }
+        if (CLOSING(fd)) { PyErr_SetNone(ErrClosed); return NULL; }
         return PyBytes_FromStringAndSize(NULL, 0);
     }
     PyObject *b = rbuf_take(n);
@@ -542,7 +544,7 @@ static PyObject *FD_recv_into(FDObject *fd, PyObject *const *args, Py_ssize_t na
     }
     ssize_t r;
     if (n == 0) {
-        r = fd->closing ? (PyErr_SetNone(ErrClosed), -1) : 0;
+        r = CLOSING(fd) ? (PyErr_SetNone(ErrClosed), -1) : 0;
     } else {
         ioargs a = {.buf = view.buf, .len = n, .flags = flags};
         r = fd_io(fd, PD_READ, sys_recv, &a);
@@ -584,7 +586,7 @@ static PyObject *FD_send(FDObject *fd, PyObject *const *args, Py_ssize_t nargs) 
     if (PyObject_GetBuffer(args[0], &view, PyBUF_SIMPLE) < 0) return NULL;
     ssize_t r;
     if (view.len == 0) {
-        r = fd->closing ? (PyErr_SetNone(ErrClosed), -1) : 0;
+        r = CLOSING(fd) ? (PyErr_SetNone(ErrClosed), -1) : 0;
     } else {
         ioargs a = {.buf = view.buf, .len = view.len, .flags = flags};
         r = fd_io(fd, PD_WRITE, sys_send, &a);
@@ -809,7 +811,7 @@ static PyObject *FD_set_deadline(FDObject *fd, PyObject *args, PyObject *kw) {
 static PyObject *FD_close(FDObject *fd, PyObject *u) {
     pthread_mutex_lock(&fd->mu);
     if (fd->closing) { pthread_mutex_unlock(&fd->mu); Py_RETURN_NONE; }
-    fd->closing = 1;
+    __atomic_store_n(&fd->closing, 1, __ATOMIC_RELAXED);
     fd->refs++;                 /* held while evicting (Go's increfAndClose) */
     pthread_mutex_unlock(&fd->mu);
     pd_evict(fd->pd);
@@ -849,8 +851,10 @@ static PyObject *FD_pdstate(FDObject *fd, PyObject *u) {
     fd_release(fd, 0);
     return r;
 }
-static PyObject *FD_get_closing(FDObject *fd, void *u) { return PyBool_FromLong(fd->closing); }
-static PyObject *FD_get_closed(FDObject *fd, void *u) { return PyBool_FromLong(fd->state == 2); }
+static PyObject *FD_get_closing(FDObject *fd, void *u) { return PyBool_FromLong(CLOSING(fd)); }
+static PyObject *FD_get_closed(FDObject *fd, void *u) {
+    return PyBool_FromLong(__atomic_load_n(&fd->state, __ATOMIC_RELAXED) == 2);
+}
 static PyObject *FD_get_refs(FDObject *fd, void *u) {
     pthread_mutex_lock(&fd->mu);
     int n = fd->refs;

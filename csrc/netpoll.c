@@ -84,7 +84,7 @@ struct PollerObject {
     PyObject *p;                /* the bound P (strong) */
     PyObject *rbuf;             /* the owner thread's spare read buffer (netfd.c recv_bytes) */
     pollDesc *pds;              /* registered pollDescs */
-    long long npolls;           /* events dispatched (diagnostics) */
+    atomic_llong npolls;        /* events dispatched (diagnostics) */
 };
 
 PyObject *ErrClosed, *ErrTimeout, *s_io_wait, *s_io_close;
@@ -696,7 +696,7 @@ static PyObject *Poller_park(PollerObject *pp, PyObject *arg) {
     poller_done(pp);
     if (n < 0) { errno = werr; return PyErr_SetFromErrno(PyExc_OSError); }
     if (n > 0) {
-        pp->npolls += n;
+        atomic_fetch_add_explicit(&pp->npolls, n, memory_order_relaxed);
         if (netpollready(evs, n) < 0) return NULL;
     }
     Py_RETURN_NONE;
@@ -716,7 +716,7 @@ static int poller_poll(PollerObject *pp) {
     atomic_store(&pp->inwait, 0);
     poller_done(pp);
     if (n <= 0) return 0;
-    pp->npolls += n;
+    atomic_fetch_add_explicit(&pp->npolls, n, memory_order_relaxed);
     return netpollready(evs, n);
 }
 static PyObject *Poller_poll(PollerObject *pp, PyObject *u) {
@@ -804,7 +804,7 @@ static PyObject *Poller_get_p(PollerObject *pp, void *u) {
     return Py_NewRef(pp->p);
 }
 static PyObject *Poller_get_npolls(PollerObject *pp, void *u) {
-    return PyLong_FromLongLong(pp->npolls);
+    return PyLong_FromLongLong(atomic_load(&pp->npolls));
 }
 static PyMethodDef Poller_methods[] = {
     {"bind", (PyCFunction)Poller_bind, METH_O, "bind(p): the P whose lastpoll this poller updates"},
