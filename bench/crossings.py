@@ -30,8 +30,9 @@ def main():
     args = ap.parse_args()
     n = args.rounds
     a, b = socket.socketpair()
-    ca = net.Conn(netfd.FD(a), "unix")
-    cb = net.Conn(netfd.FD(b), "unix")
+    take = getattr(netfd, "fd_from", netfd.FD)   # (older trees: FD(sock) took the socket)
+    ca = net.Conn(take(a), "unix")
+    cb = net.Conn(take(b), "unix")
     counts = collections.Counter()
     on = [False]
 

@@ -418,39 +418,34 @@ static PyObject *FD_alloc(PyTypeObject *t) {
     return (PyObject *)fd;
 }
 
-/* FD(sock): take over a socket.socket (detached: the FD owns the fd number);
- * FD(fileno, family, type): take over a raw fd. */
+/* FD(fileno, family, type): take over a raw fd number (the FD closes it).
+ * FD(sock): a socket.socket someone else keeps: the FD works on a duplicate of
+ * its fd (Go's FileConn / FileListener), so closing either leaves the other. */
 static PyObject *FD_new(PyTypeObject *t, PyObject *args, PyObject *kw) {
-    PyObject *sock = NULL;
     int sysfd = -1, family = 0, type = 0;
     if (PyTuple_GET_SIZE(args) == 1 && !PyLong_Check(PyTuple_GET_ITEM(args, 0))) {
-        sock = PyTuple_GET_ITEM(args, 0);
+        PyObject *sock = PyTuple_GET_ITEM(args, 0);
         PyObject *f = PyObject_GetAttrString(sock, "family");
         PyObject *ty = f ? PyObject_GetAttrString(sock, "type") : NULL;
+        PyObject *n = ty ? PyObject_CallMethod(sock, "fileno", NULL) : NULL;
         family = f ? (int)PyLong_AsLong(f) : -1;
         type = ty ? (int)PyLong_AsLong(ty) : -1;
+        int orig = n ? (int)PyLong_AsLong(n) : -1;
         Py_XDECREF(f);
         Py_XDECREF(ty);
+        Py_XDECREF(n);
         if (PyErr_Occurred()) return NULL;
+        if (orig < 0 || (sysfd = fcntl(orig, F_DUPFD_CLOEXEC, 0)) < 0) {
+            if (orig < 0) errno = EBADF;
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
     } else if (!PyArg_ParseTuple(args, "iii", &sysfd, &family, &type)) {
         return NULL;
     }
     FDObject *fd = (FDObject *)FD_alloc(t);
-    if (!fd) return NULL;
-    if (sock) {
-        PyObject *n = PyObject_CallMethod(sock, "detach", NULL);
-        if (!n) { Py_DECREF(fd); return NULL; }
-        sysfd = (int)PyLong_AsLong(n);
-        Py_DECREF(n);
-        if (sysfd < 0) {
-            Py_DECREF(fd);
-            if (!PyErr_Occurred()) { errno = EBADF; PyErr_SetFromErrno(PyExc_OSError); }
-            return NULL;
-        }
-    }
-    if (fd_setup(fd, sysfd, family, type) < 0) {
-        if (sock) close(sysfd);  /* we own it now */
-        Py_DECREF(fd);
+    if (!fd || fd_setup(fd, sysfd, family, type) < 0) {
+        close(sysfd);           /* ours in both forms now */
+        Py_XDECREF(fd);
         return NULL;
     }
     fd->state = 0;

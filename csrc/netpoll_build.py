@@ -10,9 +10,9 @@ The backend is picked from ``sys.platform`` at build time:
 * Linux                          -> ``netpoll_epoll.c``  (epoll + eventfd)
 * macOS, FreeBSD, NetBSD, OpenBSD, DragonFly -> ``netpoll_kqueue.c`` (kqueue)
 
-``PYGMP_NETPOLL=epoll|kqueue`` in the environment overrides the choice (for
+``PYGMP_BUILD_NETPOLL=epoll|kqueue`` in the environment overrides the choice (for
 testing the kqueue code on Linux against libkqueue:
-``PYGMP_NETPOLL=kqueue`` compiles netpoll_kqueue.c with
+``PYGMP_BUILD_NETPOLL=kqueue`` compiles netpoll_kqueue.c with
 ``-DPYGMP_NETPOLL_KQUEUE`` against libkqueue installed under
 ``PYGMP_LIBKQUEUE_PREFIX``, default ``/usr``).
 
@@ -54,10 +54,10 @@ int np_break(np_poller *p);
 
 
 def backend():
-    forced = os.environ.get("PYGMP_NETPOLL", "").strip().lower()
+    forced = os.environ.get("PYGMP_BUILD_NETPOLL", "").strip().lower()
     if forced:
         if forced not in ("epoll", "kqueue"):
-            raise RuntimeError(f"PYGMP_NETPOLL={forced!r}: expected 'epoll' or 'kqueue'")
+            raise RuntimeError(f"PYGMP_BUILD_NETPOLL={forced!r}: expected 'epoll' or 'kqueue'")
         return forced
     plat = sys.platform
     if plat.startswith("linux"):

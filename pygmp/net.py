@@ -538,7 +538,7 @@ def listen(network, address):
         except BaseException:
             s.close()
             raise
-        return Listener(_netfd.FD(s), network, unlink=path if isinstance(path, str) else None)
+        return Listener(_netfd.fd_from(s), network, unlink=path if isinstance(path, str) else None)
     _check_network(network, _STREAM, "listen")
     host, port = _split_host_port(address, "tcp")
     family = _STREAM[network]
@@ -557,7 +557,7 @@ def listen(network, address):
     except BaseException:
         s.close()
         raise
-    return Listener(_netfd.FD(s), network)
+    return Listener(_netfd.fd_from(s), network)
 
 
 def listen_packet(network, address):
@@ -578,7 +578,7 @@ def listen_packet(network, address):
     except BaseException:
         s.close()
         raise
-    return PacketConn(_netfd.FD(s), network)
+    return PacketConn(_netfd.fd_from(s), network)
 
 
 def dial(network, address, timeout=None):
@@ -592,7 +592,7 @@ def dial(network, address, timeout=None):
     if network == "unix":
         path = _unix_path(address)
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        fd = _netfd.FD(s)
+        fd = _netfd.fd_from(s)
         _connect(fd, path, deadline, network, address)
         return Conn(fd, network, Addr(network, address))
     if network in _PACKET:
@@ -600,7 +600,7 @@ def dial(network, address, timeout=None):
         cands = _resolve(network, _PACKET[network], _socket.SOCK_DGRAM, host, port, deadline, False,
                          address)
         fam, sa = cands[0]
-        fd = _netfd.FD(_socket.socket(fam, _socket.SOCK_DGRAM))
+        fd = _netfd.fd_from(_socket.socket(fam, _socket.SOCK_DGRAM))
         try:
             fd.connect(sa)
         except BaseException:
@@ -618,7 +618,7 @@ def dial(network, address, timeout=None):
             s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)   # Go's default
         except OSError:
             pass
-        fd = _netfd.FD(s)                   # the FD owns the fd number from here
+        fd = _netfd.fd_from(s)                   # the FD owns the fd number from here
         try:
             _connect(fd, sa, deadline, network, address)
         except TimeoutError:

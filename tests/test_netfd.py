@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(30)
 
 def _pair():
     a, b = socket.socketpair()
-    return netfd.FD(a), b
+    return netfd.fd_from(a), b
 
 
 def _park_reader(fd, n=10):
@@ -133,7 +133,7 @@ def test_stale_event_for_closed_fd_is_dropped():
         for _ in range(20):                # the same fd number (and pollDesc) again
             c, d = socket.socketpair()
             if c.fileno() == num:
-                fd2 = netfd.FD(c)
+                fd2 = netfd.fd_from(c)
                 keep.append(d)
                 break
             keep += [c, d]
@@ -207,7 +207,7 @@ def test_fd_number_reuse_after_close():
     for _ in range(20):
         c, d = socket.socketpair()
         if c.fileno() == num:
-            fd2 = netfd.FD(c)
+            fd2 = netfd.fd_from(c)
             keep.append(d)
             break
         keep += [c, d]

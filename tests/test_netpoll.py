@@ -75,8 +75,8 @@ def test_installed_extension_is_used():
 
     assert mod.lib.NP_READ == 1 and mod.lib.NP_WRITE == 2
     expected = "epoll" if sys.platform.startswith("linux") else "kqueue"
-    if os.environ.get("PYGMP_NETPOLL"):
-        expected = os.environ["PYGMP_NETPOLL"]
+    if os.environ.get("PYGMP_BUILD_NETPOLL"):
+        expected = os.environ["PYGMP_BUILD_NETPOLL"]
     assert netpoll.BACKEND == expected
     assert os.path.dirname(mod.__file__) == os.path.dirname(netpoll.__file__)
 

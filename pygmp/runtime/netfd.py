@@ -28,7 +28,13 @@ from .timers import RTimer, addtimer, deltimer
 READ = 1
 WRITE = 2
 
-FD = _hot.FD
+FD = _hot.FD     # FD(fileno, family, type) owns fileno; FD(sock) works on a dup of sock's
+
+
+def fd_from(sock):
+    """An FD that takes over ``sock``'s fd number (``sock`` is detached)."""
+    family, type_ = sock.family, sock.type
+    return FD(sock.detach(), family, type_)
 
 
 class ErrClosed(OSError):

@@ -61,3 +61,6 @@ def _sysmon(s):
             delay = _DELAY_MIN
         else:
             delay = min(delay * 2, _DELAY_MAX)
+
+
+proc._start_hooks.append(start)
