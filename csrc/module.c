@@ -69,6 +69,11 @@ static PyMethodDef mod_methods[] = {
     {"sleep", (PyCFunction)m_sleep, METH_O, "sleep(d): park the current goroutine for d seconds"},
     {"set_allp", (PyCFunction)m_set_allp, METH_O, "set_allp(ps): the live Ps (timers pick and wake them)"},
     {"_timers_debug", (PyCFunction)(void (*)(void))m_timers_debug, METH_FASTCALL, "test hook (timers.c)"},
+    {"netpoll_init", (PyCFunction)(void (*)(void))m_netpoll_init, METH_VARARGS | METH_KEYWORDS, "register the network wait's Python side (runtime/netfd.py)"},
+    {"netpolldeadline", (PyCFunction)(void (*)(void))m_netpolldeadline, METH_FASTCALL, "a pollDesc deadline timer fired (timers.RTimer callback)"},
+    {"netpoll_inject", (PyCFunction)(void (*)(void))m_netpoll_inject, METH_FASTCALL, "tests: apply one poller event (token, readable, writable)"},
+    {"nnetwait", (PyCFunction)m_nnetwait, METH_O, "nnetwait(allp): Gs parked on the network (checkdead)"},
+    {"netpoll_stats", (PyCFunction)m_netpoll_stats, METH_NOARGS, "network wait counters"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};
@@ -76,13 +81,15 @@ static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
 PyMODINIT_FUNC PyInit__hot(void) {
     if (proc_import_greenlet() < 0 || gbody_init() < 0 || timers_init() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
-        PyType_Ready(&ChanType) < 0 || PyType_Ready(&TimerType) < 0)
+        PyType_Ready(&ChanType) < 0 || PyType_Ready(&TimerType) < 0 ||
+        PyType_Ready(&PollerType) < 0 || PyType_Ready(&FDType) < 0)
         return NULL;
     PyObject *tm = PyImport_ImportModule("time");
     if (!tm) return NULL;
     py_time_sleep = PyObject_GetAttrString(tm, "sleep");
     Py_DECREF(tm);
     if (!py_time_sleep) return NULL;
+    if (netpoll_module_init() < 0) return NULL;
     PyObject *m = PyModule_Create(&moddef);
     if (!m) return NULL;
 #define INTERN(var, s) if (!(var = PyUnicode_InternFromString(s))) return NULL
@@ -98,6 +105,8 @@ PyMODINIT_FUNC PyInit__hot(void) {
     Py_INCREF(&ChanType); PyModule_AddObject(m, "ChanBase", (PyObject *)&ChanType);
     Py_INCREF(&TimerType); PyModule_AddObject(m, "RTimer", (PyObject *)&TimerType);
     PyModule_AddIntConstant(m, "GFREE_MAX", GFREE_MAX);
+    Py_INCREF(&PollerType); PyModule_AddObject(m, "Poller", (PyObject *)&PollerType);
+    Py_INCREF(&FDType); PyModule_AddObject(m, "FD", (PyObject *)&FDType);
     return m;
 }
 

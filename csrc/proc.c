@@ -235,11 +235,7 @@ int put_remote(PObject *p, PyObject *g) {
     int sleeping = p->sleeping;
     PUNLOCK(p);
     if (r < 0) { Py_DECREF(g); PyErr_NoMemory(); return -1; }
-    if (sleeping) {
-        PyObject *res = PyObject_CallMethodNoArgs(p->parker, s_unpark);
-        if (!res) return -1;
-        Py_DECREF(res);
-    }
+    if (sleeping) return parker_unpark(p->parker);
     return 0;
 }
 static PyObject *P_rq_put_remote(PObject *p, PyObject *g) {
@@ -456,6 +452,11 @@ int gopark_c(GObject *g, PyObject *reason) {
     PObject *p = P_CAST(g->home);
     PyObject *nxt = next_local_c(p);
     if (!nxt && PyErr_Occurred()) return -1;
+    if (!nxt) {                       /* nothing local: this P's netpoller (netpoll.c) */
+        int k = netpoll_p(p);
+        if (k < 0) return -1;
+        if (k > 0 && !(nxt = next_local_c(p)) && PyErr_Occurred()) return -1;
+    }
     if (nxt == (PyObject *)g) {
         g->status = Grunning;
         Py_DECREF(nxt);

@@ -1,6 +1,6 @@
 /*
  * runtime.h: the structs and entry points shared by pygmp's C core
- * (the extension module pygmp._hot: every csrc/ C file but the netpoller).
+ * (the extension module pygmp._hot, built from every csrc/ C file).
  *
  * One file per concern, as Go's runtime:
  *   lock.c        Lock: the PyThread lock exposed to Python as p.lock
@@ -12,6 +12,11 @@
  *   timers.c      timers (time.go): per-P 4-ary heaps, timer objects, sleep
  *   gbody.c       a goroutine's life on its greenlet: execute, the body loop,
  *                 bind (home), destroy, gFree reuse
+ *   netpoll.c     the network wait (netpoll.go): pollDesc per-direction states,
+ *                 deadlines, the per-P poller (Poller) and netpollready
+ *   netfd.c       the fd (internal/poll fd_unix.go, fd_mutex.go): FD, fdMutex,
+ *                 the read/write/accept/connect retry loops around the syscall
+ *   netpoll_epoll.c / netpoll_kqueue.c  the kernel poller (np_*; netpoll.h)
  *   module.c      the module: globals, callbacks into Python, init
  *
  * Invariants (pygmp/HACKING.md has the full list):
@@ -87,6 +92,7 @@ typedef struct {
     Py_ssize_t ngs, gscap;        /* under p->lock; a G knows its index (g->gsidx) */
     /* timers.c */
     struct timers *ts;            /* this P's timer heap (never NULL while the P lives) */
+    atomic_long nnetwait;     /* Gs homed here parked in pd_wait (netpoll.c); summed by checkdead */
 } PObject;
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
@@ -300,5 +306,34 @@ PyObject *m_install_stack_cache(PyObject *m, PyObject *const *args, Py_ssize_t n
 PyObject *m_stackcache_scavenge(PyObject *m, PyObject *const *args, Py_ssize_t n);
 PyObject *m_stackcache_stats(PyObject *m, PyObject *u);
 PyObject *m_datastack_used(PyObject *m, PyObject *u);
+
+/* netpoll.c: the network wait (see the comment at its top) */
+#define PD_READ 1
+#define PD_WRITE 2
+typedef struct pollDesc pollDesc;
+extern PyTypeObject PollerType;
+extern PyObject *ErrClosed, *ErrTimeout;   /* pygmp.net.ErrClosed, pygmp.net.TimeoutError */
+extern PyObject *s_io_wait, *s_io_close;   /* wait reasons */
+int netpoll_module_init(void);
+int parker_unpark(PyObject *parker);       /* p.parker.unpark(), in C for the Poller */
+int netpoll_p(PObject *p);                 /* non-blocking poll of p's poller: Gs readied, -1 error */
+PyObject *rbuf_take(Py_ssize_t n);         /* a bytes object of size n to read into */
+void rbuf_put(PyObject *b);                /* give it back (reference consumed) */
+extern atomic_llong netstat_accept_backoff;
+pollDesc *pd_open(int fd);                 /* NULL with an exception */
+int pd_checkerr(pollDesc *pd, int mode);   /* -1 with ErrClosed/ErrTimeout set */
+int pd_wait(pollDesc *pd, int mode, double until);  /* park until ready; 0: retry the syscall */
+int pd_setdeadline(pollDesc *pd, double d, int modes);  /* d: 0 none, < 0 passed, else monotonic */
+void pd_evict(pollDesc *pd);               /* closing: wake both waiters with ErrClosed */
+void pd_close(pollDesc *pd);               /* unregister and return to the cache (before close(fd)) */
+PyObject *pd_state(pollDesc *pd);          /* tests: (rg, wg, token) */
+PyObject *m_netpoll_init(PyObject *m, PyObject *args, PyObject *kw);
+PyObject *m_netpolldeadline(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_netpoll_inject(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_nnetwait(PyObject *m, PyObject *allp);
+PyObject *m_netpoll_stats(PyObject *m, PyObject *u);
+
+/* netfd.c */
+extern PyTypeObject FDType;
 
 #endif /* PYGMP_RUNTIME_H */

@@ -50,6 +50,7 @@ GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCache
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
 NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (checked every 61 ticks)
 NETPOLL_STALE = 0.010      # an idle P polls a busy P's fds when they have not been polled for this long
+MAIN_SIGNAL_RECHECK = 0.25  # a parked main thread looks for a lost SIGINT this often (_park_thread)
 
 
 class M:
@@ -84,11 +85,11 @@ class Sched:
         self.nthreads = 0                    # threads the runtime started (workers, locked)
         self.pid = os.getpid()
         self.maingoexit = False
-        # External wake sources (docs/design.md §3 checkdead): counts kept by their owners
-        # under ``lock``: blocking calls in flight, fds with parked waiters, signal
-        # subscriptions.
+        # External wake sources (docs/design.md §3 checkdead): counts kept by
+        # their owners under ``lock``: blocking calls in flight, signal
+        # subscriptions; Gs parked on the network are counted per P in C
+        # (``nnetwait`` below).
         self.nsyscall = 0
-        self.nnetwait = 0
         self.nsignal = 0
         self.exiting = False                 # process shutdown: workers freeze (see _atexit)
         self.nworkers = 0                    # live worker threads
@@ -96,6 +97,11 @@ class Sched:
         self.stealcount = 0                  # Gs stolen by Ps that have since retired
         self.sysmonidle = False              # sysmon is in its deep sleep (hint)
         self.sysmonwake = threading.Event()
+
+    @property
+    def nnetwait(self):
+        """Gs parked waiting on a socket (per-P counters in C, summed)."""
+        return _hot.nnetwait(self.allp)
 
 
 _sched = None
@@ -288,7 +294,17 @@ def _park_thread(g):
     s = _sched
     if s.nidle == len(s.allp):
         checkdead()
-    g.sema.acquire()
+    if g is s.maing:
+        # A SIGINT whose C handler runs on the main thread after the last
+        # signal check and before the lock wait starts is not seen by the wait
+        # (CPython's lock.acquire has that window; a main thread that waits for
+        # the GIL behind busy workers sits in it long enough to be hit: measured
+        # ~1 in 5 runs of test_echo_server_client_vanishes).  Wake now and then
+        # so the pending KeyboardInterrupt is raised here at most that late.
+        while not g.sema.acquire(True, MAIN_SIGNAL_RECHECK):
+            pass
+    else:
+        g.sema.acquire()
 
 
 def park_current(reason):
@@ -332,6 +348,11 @@ def _retire(p):
         except GreenletExit:
             pass
     p.gfree.clear()
+    # The worker thread's main greenlet must die with the thread: held by the
+    # retired P, it can outlive greenlet's cleanup of the dead thread's state,
+    # and the P collected by the cyclic GC during that cleanup crashed the
+    # process (test_timer_from_main_after_gomaxprocs_lowered_fires).
+    p.g0 = None
     p.status = _Pdead
     # The P outlives its thread (dead Gs keep g.home): it must not keep the
     # thread's main greenlet, which greenlet tears down when the thread ends
@@ -547,7 +568,7 @@ def _newp(s):
 
 def _new_parker(s):
     from . import park
-    return park.new_parker(s.settings.PYGMP_NETPOLL_SHARED)
+    return park.new_parker()
 
 
 def _startworker(s, p):

@@ -56,8 +56,6 @@ class Var:
 ENV = (
     Var("GOMAXPROCS", "int", None,
         "number of Ps (worker threads running goroutines); default: num_cpu()", minimum=1),
-    Var("PYGMP_NETPOLL_SHARED", "bool", False,
-        "1: every P shares one poller instead of one per P (for measurement only)"),
 )
 
 # GODEBUG=key=value,key=value (Go's runtime keys; others are ignored, as Go does).
@@ -90,8 +88,8 @@ def _warn(msg):
 
 
 class Settings:
-    """The parsed settings: one attribute per variable (``GOMAXPROCS``,
-    ``PYGMP_NETPOLL_SHARED``) and per GODEBUG key (``schedtrace``, ...)."""
+    """The parsed settings: one attribute per variable (``GOMAXPROCS``, ...)
+    and per GODEBUG key (``schedtrace``, ...)."""
 
     def __init__(self, environ):
         for v in ENV:
