@@ -51,12 +51,26 @@ static PyMethodDef mod_methods[] = {
     {"getg", (PyCFunction)m_getg, METH_NOARGS, "the current G"},
     {"switchto", (PyCFunction)(void (*)(void))m_switchto, METH_FASTCALL, "switchto(p, nxt): from the current G to nxt (None: g0)"},
     {"select", (PyCFunction)(void (*)(void))m_select, METH_FASTCALL, "Go's select"},
+    /* preemption and sysmon (csrc/preempt.c, csrc/sysmon.c) */
+    {"checkpreempt", (PyCFunction)m_checkpreempt, METH_NOARGS, "cooperative preemption point: yield if sysmon asked the current G to"},
+    {"preempt_config", (PyCFunction)(void (*)(void))m_preempt_config, METH_FASTCALL, "preempt_config(unsafe_prefixes, transparent_codes, async_on) -> async available"},
+    {"preempt_stats", (PyCFunction)m_preempt_stats, METH_NOARGS, "preemption counters"},
+    {"nopreempt", (PyCFunction)m_nopreempt, METH_O, "nopreempt(delta): this thread's no-preemption count += delta; returns it"},
+    {"tstate_info", (PyCFunction)m_tstate_info, METH_NOARGS, "this thread's tracing state (tests)"},
+    {"latencies", (PyCFunction)m_latencies, METH_NOARGS, "runnable-to-running histogram: (counts, sum_ns)"},
+    {"sysmon_attach", (PyCFunction)m_sysmon_attach, METH_O, "sysmon_attach(p): on p's worker, at its start"},
+    {"sysmon_detach", (PyCFunction)m_sysmon_detach, METH_O, "sysmon_detach(p): on p's worker, before it exits"},
+    {"sysmon_run", (PyCFunction)(void (*)(void))m_sysmon_run, METH_FASTCALL, "sysmon_run(act, slice_us, stall_ms, schedtrace_ms): the sysmon loop"},
+    {"sysmon_stop", (PyCFunction)m_sysmon_stop, METH_NOARGS, "make sysmon_run return"},
+    {"sysmon_wakeup", (PyCFunction)m_sysmon_wakeup, METH_NOARGS, "make sysmon look now"},
+    {"sysmon_stats", (PyCFunction)m_sysmon_stats, METH_NOARGS, "sysmon counters"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};
 
 PyMODINIT_FUNC PyInit__hot(void) {
     if (proc_import_greenlet() < 0) return NULL;
+    if (preempt_init() < 0 || sysmon_init() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
         PyType_Ready(&ChanType) < 0)
         return NULL;

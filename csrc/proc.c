@@ -76,6 +76,7 @@ static PyMemberDef G_members[] = {
     {"creator", T_OBJECT, offsetof(GObject, creator), 0, NULL},
     {"sleeptimer", T_OBJECT, offsetof(GObject, sleeptimer), 0, NULL},
     {"m", T_OBJECT, offsetof(GObject, m), 0, NULL},
+    {"preempt", T_BOOL, offsetof(GObject, preempt), 0, NULL},
     {NULL}};
 PyTypeObject GType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -131,6 +132,7 @@ static int P_clear(PObject *self) {
 }
 static void P_dealloc(PObject *self) {
     PyObject_GC_UnTrack(self);
+    pstate_free(self);
     P_clear(self);
     Py_CLEAR(self->lock);
     PyMem_RawFree(self->rq);
@@ -289,7 +291,6 @@ static PyMemberDef P_members[] = {
     {"stuck", T_BOOL, offsetof(PObject, stuck), 0, NULL},
     {"sleeping", T_BOOL, offsetof(PObject, sleeping), 0, NULL},
     {"draining", T_BOOL, offsetof(PObject, draining), 0, NULL},
-    {"curg", T_OBJECT, offsetof(PObject, curg), 0, NULL},
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
     {"timer0", T_OBJECT, offsetof(PObject, timer0), 0, NULL},
@@ -297,13 +298,31 @@ static PyMemberDef P_members[] = {
     {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
     {NULL}};
+/* curg: every write starts a run slice (setcurg) */
+static PyObject *P_get_curg(PObject *p, void *u) { return Py_NewRef(p->curg); }
+static int P_set_curg(PObject *p, PyObject *g, void *u) {
+    if (!g) { PyErr_SetString(PyExc_AttributeError, "cannot delete curg"); return -1; }
+    if (g != Py_None && !PyObject_TypeCheck(g, &GType)) {
+        PyErr_SetString(PyExc_TypeError, "curg must be a G or None");
+        return -1;
+    }
+    setcurg(p, Py_NewRef(g));
+    return 0;
+}
+static PyObject *P_get_runseq(PObject *p, void *u) {
+    return PyLong_FromUnsignedLongLong(atomic_load_explicit(&p->runseq, memory_order_relaxed));
+}
+static PyGetSetDef P_getset[] = {
+    {"curg", (getter)P_get_curg, (setter)P_set_curg, "the G running on this P (None: the scheduler)", NULL},
+    {"runseq", (getter)P_get_runseq, NULL, "run slices started on this P", NULL},
+    {NULL}};
 PyTypeObject PType = {
     PyVarObject_HEAD_INIT(NULL, 0)
     .tp_name = "pygmp._hot.PBase", .tp_basicsize = sizeof(PObject),
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = P_new, .tp_dealloc = (destructor)P_dealloc,
     .tp_traverse = (traverseproc)P_traverse, .tp_clear = (inquiry)P_clear,
-    .tp_members = P_members, .tp_methods = P_methods,
+    .tp_members = P_members, .tp_methods = P_methods, .tp_getset = P_getset,
     .tp_doc = "C half of a P: lock, local runqueue ring, runnext (see pygmp/runtime/p.py).",
 };
 
@@ -311,6 +330,7 @@ PyTypeObject PType = {
 
 /* Owner-only put (runqput).  Steals nothing; INCREFs g. */
 int runqput_c(PObject *p, PyObject *g, int nxt) {
+    mark_ready(G_CAST(g));
     Py_INCREF(g);
     PLOCK(p);
     if (nxt) {
@@ -387,7 +407,7 @@ int switchto_c(PObject *p, PyObject *nxt) {
             Py_DECREF(b);
             glet = G_CAST(nxt)->glet;
             /* a free greenlet waits for the G it is to run: pass it */
-            Py_SETREF(p->curg, Py_NewRef(nxt));
+            setcurg(p, Py_NewRef(nxt));
             G_CAST(nxt)->status = Grunning;
             PyObject *args = PyTuple_Pack(1, nxt);
             Py_DECREF(nxt);
@@ -399,7 +419,7 @@ int switchto_c(PObject *p, PyObject *nxt) {
             return 0;
         }
         if (glet != Py_None) {
-            Py_SETREF(p->curg, nxt);   /* steals nxt */
+            setcurg(p, nxt);   /* steals nxt */
             G_CAST(nxt)->status = Grunning;
             r = PyGreenlet_Switch((PyGreenlet *)glet, NULL, NULL);
             if (!r) return -1;
@@ -411,11 +431,11 @@ int switchto_c(PObject *p, PyObject *nxt) {
         PyObject *args = PyTuple_Pack(1, nxt);
         Py_DECREF(nxt);
         if (!args) return -1;
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, args, NULL);
         Py_DECREF(args);
     } else {
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, tuple_none, NULL);
     }
     if (!r) return -1;
@@ -442,6 +462,7 @@ int gopark_c(GObject *g, PyObject *reason) {
     if (!nxt && PyErr_Occurred()) return -1;
     if (nxt == (PyObject *)g) {
         g->status = Grunning;
+        if (g->readyat) latency_record(g);
         Py_DECREF(nxt);
         return 0;
     }
@@ -453,6 +474,7 @@ int gopark_c(GObject *g, PyObject *reason) {
 
 int goready_c(GObject *g) {
     g->status = Grunnable;
+    mark_ready(g);
     if (g->locked) {
         PyObject *r = PyObject_CallMethodNoArgs(g->sema, s_release);
         if (!r) return -1;

@@ -93,8 +93,7 @@ class Sched:
         self.nworkers = 0                    # live worker threads
         self.nfrozen = 0
         self.stealcount = 0                  # Gs stolen by Ps that have since retired
-        self.sysmonidle = False              # sysmon is in its deep sleep (hint)
-        self.sysmonwake = threading.Event()
+        self.asyncpreempt = False            # asynchronous preemption available (sysmon.start)
 
 
 _sched = None
@@ -411,6 +410,7 @@ def _worker(p):
     m = M("worker", p)
     _tls.m = m
     _hot.set_current_p(p)
+    _hot.sysmon_attach(p)      # sysmon watches this P; preemption gets this thread's state
     p.m = m
     p.g0 = getcurrent()
     p.ident = m.ident
@@ -434,6 +434,7 @@ def _worker(p):
 
 def _retire(p):
     s = _sched
+    _hot.sysmon_detach(p)
     for gl in p.gfree:
         try:
             gl.throw(GreenletExit)
@@ -633,8 +634,6 @@ def wakep():
         p.spinning = True
         s.nspinning += 1
     p.parker.unpark()
-    if s.sysmonidle:
-        s.sysmonwake.set()
 
 
 # ---------------------------------------------------------------------------
