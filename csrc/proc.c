@@ -163,12 +163,14 @@ PyObject *rq_pop(PObject *p) {   /* new reference, or NULL if empty */
     return g;
 }
 
-/* Take up to maxn movable Gs (runnext too when `withnext` and it is movable). */
+/* Take up to maxn movable Gs (maxn < 0: half of them, rounded up), and
+ * runnext when `withnext`, it is movable and nothing else was taken. */
 PyObject *rq_take_movable(PObject *p, Py_ssize_t maxn, int withnext) {
     PyObject *out = PyList_New(0);
     if (!out) return NULL;
     PyObject *overflow = NULL;
     PLOCK(p);
+    if (maxn < 0) maxn = p->nmovable - p->nmovable / 2;
     Py_ssize_t n = p->rqlen, kept = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *g = p->rq[(p->rqhead + i) % p->rqcap];
@@ -235,10 +237,11 @@ static PyObject *P_rq_put_remote(PObject *p, PyObject *g) {
     if (put_remote(p, g) < 0) return NULL;
     Py_RETURN_NONE;
 }
-static PyObject *P_rq_steal(PObject *p, PyObject *arg) {
-    Py_ssize_t maxn = PyLong_AsSsize_t(arg);
-    if (maxn == -1 && PyErr_Occurred()) return NULL;
-    PyObject *out = rq_take_movable(p, maxn, p->stuck);
+/* runqgrab: take half of the victim's movable Gs (rounded up, as Go's
+ * n - n/2), oldest first; its movable runnext too while sysmon has marked it
+ * stuck and nothing else was movable. */
+static PyObject *P_rq_steal(PObject *p, PyObject *unused) {
+    PyObject *out = rq_take_movable(p, -1, p->stuck);
     if (out && PyList_GET_SIZE(out) == 0) { Py_DECREF(out); Py_RETURN_NONE; }
     return out;
 }
@@ -278,7 +281,7 @@ static PyMethodDef P_methods[] = {
     {"rq_extend", (PyCFunction)P_rq_extend, METH_O, "append Gs at the tail (takes p.lock)"},
     {"rq_append", (PyCFunction)P_rq_append, METH_O, "append one G at the tail (takes p.lock)"},
     {"rq_put_remote", (PyCFunction)P_rq_put_remote, METH_O, "any thread: append and wake the P if it sleeps"},
-    {"rq_steal", (PyCFunction)P_rq_steal, METH_O, "take up to half... of the movable Gs (runnext too if stuck)"},
+    {"rq_steal", (PyCFunction)P_rq_steal, METH_NOARGS, "runqgrab: take half of the movable Gs (runnext too if stuck); None if none"},
     {"rq_grab_movable", (PyCFunction)P_rq_grab_movable, METH_O, "take up to n movable Gs"},
     {"rq_snapshot", (PyCFunction)P_rq_snapshot, METH_NOARGS, "list of the Gs in the runq"},
     {NULL}};

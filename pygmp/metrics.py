@@ -25,7 +25,7 @@ from . import _hot
 from .runtime import proc as _proc
 from .runtime import syscall as _rtsyscall
 
-__all__ = ["read", "all"]
+__all__ = ["read", "all", "prometheus_text", "collector"]
 
 UINT64 = "uint64"
 HISTOGRAM = "float64-histogram"
@@ -284,3 +284,108 @@ def read(names):
         raise ValueError("pygmp.metrics.read: unknown metric name%s: %s"
                          % ("s" if len(bad) > 1 else "", ", ".join(repr(n) for n in bad)))
     return {n: _METRICS[n][2]() for n in names}
+
+
+# ---------------------------------------------------------------------------
+# Prometheus export
+
+def _cumulative(desc):
+    # Every cumulative metric's description says so first (Go's Cumulative flag).
+    return desc.startswith("Cumulative")
+
+
+def prometheus_name(name):
+    """The Prometheus name of metric ``name``: ``/sched/goroutines:goroutines``
+    -> ``pygmp_sched_goroutines_goroutines``, ``/pygmp/x:y`` -> ``pygmp_x_y``
+    (counters get ``_total`` added when exported)."""
+    path, _, unit = name.partition(":")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] != "pygmp":
+        parts.insert(0, "pygmp")
+    if unit:
+        parts.append(unit)
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in "_".join(parts))
+
+
+def _hist_parts(value):
+    """(upper bounds, cumulative counts, total, estimated sum) of a histogram.
+    Go's histograms keep no sum: it is estimated from each bucket's lower
+    bound (as Prometheus' Go collector does), a lower bound of the true sum."""
+    bounds, counts = value["buckets"], value["counts"]
+    cum, total, est, lo = [], 0, 0.0, 0.0
+    for b, c in zip(bounds, counts):
+        total += c
+        est += lo * c
+        cum.append(total)
+        lo = b
+    return bounds, cum, total, est
+
+
+def _fmt(v):
+    if v == float("inf"):
+        return "+Inf"
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def _help(desc):
+    return desc.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def prometheus_text():
+    """Every metric in Prometheus' text exposition format (version 0.0.4)."""
+    values = read(_METRICS)
+    out = []
+    for name, (kind, desc, _f) in sorted(_METRICS.items()):
+        pname = prometheus_name(name)
+        value = values[name]
+        if kind == HISTOGRAM:
+            bounds, cum, total, est = _hist_parts(value)
+            out.append("# HELP %s %s" % (pname, _help(desc)))
+            out.append("# TYPE %s histogram" % pname)
+            for b, c in zip(bounds, cum):
+                out.append('%s_bucket{le="%s"} %d' % (pname, _fmt(b), c))
+            if not bounds or bounds[-1] != float("inf"):
+                out.append('%s_bucket{le="+Inf"} %d' % (pname, total))
+            out.append("%s_sum %s" % (pname, _fmt(est)))
+            out.append("%s_count %d" % (pname, total))
+        elif _cumulative(desc):
+            out.append("# HELP %s_total %s" % (pname, _help(desc)))
+            out.append("# TYPE %s_total counter" % pname)
+            out.append("%s_total %s" % (pname, _fmt(value)))
+        else:
+            out.append("# HELP %s %s" % (pname, _help(desc)))
+            out.append("# TYPE %s gauge" % pname)
+            out.append("%s %s" % (pname, _fmt(value)))
+    return "\n".join(out) + "\n"
+
+
+def collector():
+    """A collector for ``prometheus_client``'s registry
+    (``prometheus_client.REGISTRY.register(pygmp.metrics.collector())``)."""
+    try:
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily)
+    except ImportError:
+        raise ImportError("pygmp.metrics.collector() needs prometheus_client: "
+                          "pip install prometheus-client") from None
+
+    class PygmpCollector:
+        """Reads every pygmp metric at each scrape."""
+
+        def collect(self):
+            values = read(_METRICS)
+            for name, (kind, desc, _f) in sorted(_METRICS.items()):
+                pname = prometheus_name(name)
+                value = values[name]
+                if kind == HISTOGRAM:
+                    bounds, cum, total, est = _hist_parts(value)
+                    buckets = [(_fmt(b), c) for b, c in zip(bounds, cum)]
+                    if not bounds or bounds[-1] != float("inf"):
+                        buckets.append(("+Inf", total))
+                    yield HistogramMetricFamily(pname, desc, buckets=buckets, sum_value=est)
+                elif _cumulative(desc):
+                    yield CounterMetricFamily(pname, desc, value=value)
+                else:
+                    yield GaugeMetricFamily(pname, desc, value=value)
+
+    return PygmpCollector()

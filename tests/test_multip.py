@@ -480,3 +480,24 @@ for rnd in range(50):
 print("ok")
 """, timeout=100)
     assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])
+
+
+def test_steal_takes_half_of_the_movable_work():
+    # Go's runqgrab: a thief takes n - n/2 of the victim's movable Gs, oldest
+    # first; homed Gs stay (a started greenlet cannot leave its thread).
+    from pygmp.runtime.g import G
+    from pygmp.runtime.p import P
+
+    victim = P(10_000)
+    gs = [G(i, None, (), {}, None, None) for i in range(7)]
+    homed = G(99, None, (), {}, None, None)
+    homed.home = victim
+    victim.rq_extend(gs[:3] + [homed] + gs[3:])
+    assert victim.nmovable == 7
+    taken = victim.rq_steal()
+    assert taken == gs[:4]
+    assert victim.nmovable == 3 and victim.rq_snapshot() == [homed] + gs[4:]
+    assert victim.rq_steal() == gs[4:6]
+    assert victim.rq_steal() == gs[6:]
+    assert victim.rq_steal() is None and victim.rq_snapshot() == [homed]
+    homed.home = None

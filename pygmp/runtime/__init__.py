@@ -1,12 +1,15 @@
 """pygmp.runtime: the scheduler's public controls (Go's runtime package).
 
-The modules beside this file are the runtime core (see ../HACKING.md):
-g (G, sudog), p (P, local runqueues), proc (sched, M, schedule, park/ready,
-stealing, gomaxprocs, checkdead), chan (channels, select), timers, sema,
-sysmon, park (idle wait), netpoll, stack, panic, cpu.
+The modules beside this file are the runtime (see ../HACKING.md for the map):
+proc (sched, M, schedule, park/ready, stealing, gomaxprocs, checkdead),
+process (fork, exit), locked (go_locked), g, p, chan, timers, sema, sysmon,
+park (idle wait), netpoll, netfd, stack, panic, cpu, settings.
 """
 
 from . import proc as _proc
+from . import process as _process  # noqa: F401  (installs the fork/exit hooks at start)
+from . import sysmon as _sysmon  # noqa: F401  (starts sysmon with the runtime)
+from . import locked as _locked
 from .cpu import num_cpu
 from .panic import PanicError, Goexit as _Goexit
 from .stack import current_text as _current_text, format_all as _format_all
@@ -52,13 +55,13 @@ def go_locked(fn, *args, **kwargs):
     else and ends with it (Go's LockOSThread at the top of a goroutine)."""
     if not callable(fn):
         raise TypeError("go_locked: fn must be callable, not %s" % type(fn).__name__)
-    _proc.go_locked(fn, args, kwargs)
+    _locked.go_locked(fn, args, kwargs)
 
 
 def stack(all=False):
     """The current goroutine's stack (or every goroutine's) in Go's format."""
     if all:
-        return _format_all(3)
+        return _format_all(_proc._sched, 3)
     return _current_text()
 
 

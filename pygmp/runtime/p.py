@@ -16,7 +16,6 @@ Ownership (see HACKING.md):
 import threading
 
 from .. import _hot
-from .park import LockParker
 
 _Pidle = 0
 _Prunning = 1
@@ -42,9 +41,11 @@ class P(_hot.PBase):
     __slots__ = _PYFIELDS
 
     def __init__(self, pid, parker=None):
+        # parker: the idle wait (park.py); None only for Ps used as plain
+        # runqueues (tests)
         self.id = pid
         self.status = _Pidle
-        self.parker = parker if parker is not None else LockParker()
+        self.parker = parker
         self.m = None
         self.nhomed = 0
         self.gs = set()

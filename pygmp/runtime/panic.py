@@ -5,6 +5,8 @@ import sys
 import threading
 import traceback
 
+from .stack import creator_text, format_all
+
 
 class PanicError(Exception):
     """A Go-style runtime panic raised to the caller (e.g. "send on closed channel")."""
@@ -40,7 +42,6 @@ def _write(text):
 
 def fatalpanic(g, exc):
     """An exception escaped goroutine ``g``: print Go's panic report and exit 2."""
-    from .stack import creator_text
     _dying.acquire()
     try:
         text = str(exc)
@@ -71,15 +72,15 @@ def exit_from_goroutine(e):
     os._exit(status)
 
 
-def fatal(msg, with_stacks=True):
-    """Go's ``fatal error: msg``: print every goroutine's stack and exit 2."""
+def fatal(msg, sched=None):
+    """Go's ``fatal error: msg``: print every goroutine's stack (of ``sched``,
+    when given) and exit 2."""
     _dying.acquire()
     try:
         text = "fatal error: %s\n" % msg
-        if with_stacks:
-            from .stack import format_all
+        if sched is not None:
             try:
-                text += "\n" + format_all()
+                text += "\n" + format_all(sched)
             except Exception as e:   # a broken dump must not hide the fatal error
                 text += "\n(goroutine dump failed: %r)\n" % (e,)
         _flush()

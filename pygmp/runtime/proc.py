@@ -14,7 +14,6 @@ Invariants are written down in ../HACKING.md; the short version:
 * No Python user code runs while a runtime lock is held.
 """
 
-import atexit
 import collections
 import contextvars
 import os
@@ -28,7 +27,7 @@ from greenlet import greenlet, getcurrent, GreenletExit
 from . import panic as _panic
 from . import settings as _settings
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
-from .p import P, RUNQ_MOVABLE_MAX, RUNNEXT_STREAK_MAX, _Prunning, _Pdead
+from .p import P, RUNQ_MOVABLE_MAX, _Prunning, _Pdead
 from .. import _hot
 
 _monotonic = time.monotonic
@@ -100,6 +99,7 @@ _sched = None
 _startlock = threading.Lock()
 _tls = threading.local()
 _old = []                  # runtimes orphaned by fork: kept alive, never run again
+_start_hooks = []          # f(sched) run by start() for each new runtime (process.py: fork/exit hooks; sysmon.py: sysmon)
 
 
 # ---------------------------------------------------------------------------
@@ -133,9 +133,8 @@ def start():
         _hot.set_globrunq(s.runq)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS)
         _procresize(s, _initial_procs(s.settings))
-        from . import sysmon
-        sysmon.start(s)
-        _install_hooks()
+        for hook in _start_hooks:
+            hook(s)
         return s
 
 
@@ -535,7 +534,7 @@ def _stealwork(p):
         if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
             q.parker.poll()
         if q.nmovable or (q.stuck and q.runnext is not None):
-            taken = q.rq_steal(GLOBRUNQ_BATCH_MAX)
+            taken = q.rq_steal()
             if taken:
                 p.stealcount += len(taken)
                 g = taken[0]
@@ -654,7 +653,7 @@ def _new_parker(s):
 def _startworker(s, p):
     if s.nthreads + 1 > s.maxthreads:
         _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                     % s.maxthreads, with_stacks=False)
+                     % s.maxthreads)
     s.nthreads += 1
     s.nworkers += 1
     t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
@@ -755,18 +754,16 @@ def checkdead():
         if s.nidle != len(s.allp) or s.runq:
             return
     if s.maingoexit and num_goroutine() == 0:
-        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!",
-                     with_stacks=False)
-    _panic.fatal("all goroutines are asleep - deadlock!")
+        _panic.fatal("no goroutines (main called runtime.Goexit) - deadlock!")
+    _panic.fatal("all goroutines are asleep - deadlock!", s)
 
 
 # ---------------------------------------------------------------------------
-# fork, main-goroutine Goexit
-
-_hooks_installed = False
-
+# fork and exit: what the scheduler's own state needs (the protocols are in
+# process.py)
 
 def _after_fork_child():
+    """In a forked child: drop the parent's runtime; the next use starts one."""
     global _sched, _tls
     if _sched is not None:
         _old.append(_sched)
@@ -774,41 +771,6 @@ def _after_fork_child():
     _tls = threading.local()
     _hot.set_current_p(None)
     _hot.set_globrunq(None)
-
-
-def _install_hooks():
-    global _hooks_installed
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    os.register_at_fork(after_in_child=_after_fork_child)
-    atexit.register(_atexit)
-    prev = sys.excepthook
-
-    def excepthook(tp, val, tb):
-        global _exit_status
-        if tp is _panic.Goexit and _sched is not None:
-            main_goexit_wait()
-            return
-        _exit_status = 1
-        prev(tp, val, tb)
-    sys.excepthook = excepthook
-
-
-# ---------------------------------------------------------------------------
-# process exit
-#
-# Workers are daemon threads.  Once the interpreter starts finalizing, a daemon
-# thread that wants the GIL back is ended with pthread_exit, whose unwinding
-# through a goroutine's greenlet frames runs greenlet's C++ destructors without
-# the GIL and crashes the process.  So, from an atexit handler (which runs
-# before finalization, after non-daemon threads were joined), every worker is
-# brought to a safe point and frozen there: blocked forever in C with the GIL
-# released, never to wake.  Safe points: the scheduler loop, every park, the
-# end of every goroutine.  No exception is thrown into any goroutine.
-
-_exit_status = 0
-EXIT_FREEZE_WAIT = 0.5
 
 
 def _freeze():
@@ -821,97 +783,9 @@ def _freeze():
         _forever.acquire()       # blocks in C with the GIL released; never returns
 
 
-def _atexit():
-    s = _sched
-    if s is None or s.pid != os.getpid():
-        return
-    s.exiting = True
-    _hot.set_exiting(_freeze)
-    for p in list(s.allp):
-        p.parker.unpark()
-    deadline = _monotonic() + EXIT_FREEZE_WAIT
-    while _monotonic() < deadline:
-        with s.lock:
-            if s.nfrozen >= s.nworkers:
-                return
-        time.sleep(0.002)
-    # A goroutine is running code that never enters the runtime: finalizing now
-    # would kill its worker mid-greenlet.  Leave without finalizing (atexit
-    # handlers registered after the runtime started have already run).
-    _panic._flush()
-    os._exit(_exit_status)
-
-
-def main_goexit_wait():
-    """The main goroutine called goexit(): let the others run on; the process ends
-    when they all deadlock or finish (checkdead), or one exits it."""
-    s = _sched
-    with s.lock:
-        s.maingoexit = True
-        s.maing.status = _Gdead
-    if s.nidle == len(s.allp):
-        checkdead()
-    while True:                  # the workers' checkdead ends the process
-        time.sleep(3600)
-
-
 def forked_stale_sched(s):
     """True in a forked child for the parent's runtime."""
     return s is not _sched
-
-
-# ---------------------------------------------------------------------------
-# go_locked: a goroutine on its own OS thread (Go's LockOSThread contract)
-
-def go_locked(fn, args, kwargs):
-    s = _sched or start()
-    cur = getg()
-    f = _getframe(2)
-    with s.lock:
-        if s.nthreads + 1 > s.maxthreads:
-            s.lock.release()
-            try:
-                _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                             % s.maxthreads, with_stacks=False)
-            finally:
-                s.lock.acquire()
-        s.nthreads += 1
-        s.goidgen += 1
-        goid = s.goidgen
-        s.ngdelta += 1
-    ctx = _copy_context()
-    creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lasti)
-    started = threading.Event()
-
-    def run():
-        m = M("locked")
-        g = new_thread_g(goid, m)
-        g.creator = creator
-        g.lockedcount = 1
-        m.tg = g
-        _tls.m = m
-        with s.lock:
-            s.threadgs[m.ident] = g
-        started.set()
-        try:
-            ctx.run(fn, *args, **kwargs)
-        except _panic.Goexit:
-            pass
-        except SystemExit as e:
-            _panic.exit_from_goroutine(e)
-        except BaseException as e:
-            _panic.fatalpanic(g, e)
-        finally:
-            g.status = _Gdead
-            g.m = None                  # break the G <-> M cycle (Gs are not GC-tracked)
-            with s.lock:
-                s.threadgs.pop(m.ident, None)
-                s.ngdelta -= 1
-                s.nthreads -= 1
-
-    t = threading.Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
-    t.start()
-    started.wait()
 
 
 # ---------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from . import proc
+from .. import _hot
 from .g import _Grunnable, _Grunning, _Gwaiting, _Gsyscall, _Gdead
 
 _RUNTIME_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -92,15 +92,15 @@ def _caller_frame(depth):
 
 
 def current_text():
-    g = proc.getg()
+    g = _hot.getg()
     if g is None:
         return "goroutine 0 [running]:\n" + "".join(traceback.format_stack(_caller_frame(3)))
     return format_g(g, _caller_frame(3))
 
 
-def all_gs():
-    """Snapshot of every G: thread Gs, started goroutines, runnable unstarted ones."""
-    s = proc._sched
+def all_gs(s):
+    """Snapshot of every G of Sched ``s``: thread Gs, started goroutines,
+    runnable unstarted ones."""
     if s is None:
         return []
     with s.lock:
@@ -124,11 +124,12 @@ def all_gs():
     return out
 
 
-def format_all(skip_current_depth=2):
+def format_all(s, skip_current_depth=2):
+    """Every goroutine of Sched ``s`` in Go's format."""
     frames = sys._current_frames()
-    me = proc.getg()
+    me = _hot.getg()
     parts = []
-    for g in all_gs():
+    for g in all_gs(s):
         frame = None
         if g is me:
             frame = _caller_frame(skip_current_depth + 1)

@@ -271,7 +271,7 @@ def _submit(s, job):
         with _plock:
             pool.nthreads -= 1
         _panic.fatal("thread exhaustion (runtime: program exceeds %d-thread limit)"
-                     % limit, with_stacks=False)
+                     % limit)
     m = _SysM()
     m.job = job
     m.sema.release()

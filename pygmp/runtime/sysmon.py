@@ -227,3 +227,6 @@ def stats():
     d = dict(_hot.sysmon_stats())
     d.update(_hot.preempt_stats())
     return d
+
+
+proc._start_hooks.append(start)
