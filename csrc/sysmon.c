@@ -63,6 +63,9 @@ static atomic_llong n_rounds, n_netpolls, n_stalls, n_deep, n_wakeps;
 #define STUCK_AFTER 1000000LL     /* ns: queued movable work behind a P that has not
                                      scheduled for this long may go to an idle P */
 #define DEEP_MAX 60000000000LL    /* ns: the deep sleep's timeout (robustness only) */
+#define DEEP_AFTER 50000000LL     /* ns: every P idle this long (at every look) before the
+                                     deep sleep: a P that goes idle and wakes per message
+                                     (a cross-thread ping-pong) must not wake sysmon each time */
 
 void sysmon_wake(void) {
     pthread_mutex_lock(&sm_mu);
@@ -194,6 +197,7 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
     const int64_t slice = slice_us * 1000, stall = stall_ms * 1000000, tracep = trace_ms * 1000000;
     const int64_t lead = lead_us * 1000 < slice ? lead_us * 1000 : slice / 2;
     int64_t lasttrace = 0;
+    int64_t idlesince = 0;            /* every P idle at every look since then (0: not) */
     int64_t delay = DELAY_MIN;
     int idle = 0;
     cand *cs = NULL;
@@ -361,8 +365,11 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
         }
 
         /* ---- sleep */
+        int allidle = nps > 0 && nrunning == 0 && nsleeping == nps;
+        if (!allidle) idlesince = 0;
+        else if (!idlesince) idlesince = now;
         pthread_mutex_lock(&sm_mu);
-        int deep = nps > 0 && nrunning == 0 && nsleeping == nps && tracep == 0 && !anyarmed && !sm_kick;
+        int deep = allidle && now - idlesince >= DEEP_AFTER && tracep == 0 && !anyarmed && !sm_kick;
         if (deep) {
             /* publish, then re-check (pairs with setcurg): either we see a P
                running or its worker sees sysmon_deep and posts sm_kick */
@@ -384,7 +391,7 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                 }
             }
         }
-        if (sm_kick || deep) { delay = DELAY_MIN; idle = 0; }
+        if (sm_kick || deep) { delay = DELAY_MIN; idle = 0; idlesince = 0; }
         sm_kick = 0;
         atomic_store(&sysmon_deep, 0);
         pthread_mutex_unlock(&sm_mu);

@@ -370,3 +370,37 @@ def _logging_soak(seconds):
         print("ok", len(lines), st)
     """ % seconds, env={"GOMAXPROCS": "2", "PYGMP_TIMESLICE_US": "0"}, timeout=seconds + 60)
     assert r.stdout.startswith("ok")
+
+
+def test_cooperative_preemption_at_sync_and_handoff_entries():
+    # runtime entries written in Python (sync, the handoff) check the flag too
+    r = _run("""
+        import time
+        from pygmp import go, chan, syscall
+        from pygmp.sync import Mutex
+        import pygmp._hot as hot
+        order = []
+        done = chan(2)
+        started = []
+        def busy():
+            started.append(1)
+            mu = Mutex()
+            t = time.monotonic() + 1.0
+            while time.monotonic() < t:
+                mu.lock()
+                mu.unlock()
+                syscall.call(int, 1)
+            order.append("busy")
+            done.send(1)
+        def other():
+            order.append("other")
+            done.send(1)
+        go(busy)
+        while not started:
+            time.sleep(0.005)
+        go(other)
+        done.recv(); done.recv()
+        assert order == ["other", "busy"], order
+        print("ok")
+    """, env={"GODEBUG": "asyncpreemptoff=1"})
+    assert r.stdout.strip() == "ok"

@@ -164,8 +164,10 @@ def test_no_stall_for_preemptible_loop():
         print(v["/pygmp/sched/stalls:events"], v["/pygmp/sched/preemptions-async:events"])
     """, {"GODEBUG": "schedstall=1", "GOMAXPROCS": "1"})
     stalls, npre = map(int, r.stdout.split())
-    assert stalls == 0 and npre >= 5, (r.stdout, r.stderr)
-    assert "schedstall" not in r.stderr
+    # preempted every ~10 ms; a stall would need a 100 ms gap (one is allowed
+    # for a machine that did not run this process for that long)
+    assert stalls <= 1 and npre >= 5, (r.stdout, r.stderr)
+    assert stalls or "schedstall" not in r.stderr
 
 
 @pytest.mark.timeout(60)

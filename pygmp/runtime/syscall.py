@@ -57,6 +57,7 @@ import threading
 import time
 
 from . import proc
+from .._hot import checkpreempt as _checkpreempt
 from . import panic as _panic
 from .g import _Gsyscall, _Grunning
 
@@ -209,6 +210,8 @@ def call(fn, args, kwargs):
     g = _current_goroutine()
     if g is None or g.locked:
         return fn(*args, **kwargs)
+    if g.preempt:
+        _checkpreempt()          # a runtime entry (HACKING.md "Preemption")
     try:
         st = _site(_key(fn))
     except TypeError:            # unhashable callable: never inline
