@@ -245,3 +245,18 @@ def test_syscall_keepalive_setting_threads_fall_back():
     """, {"GOMAXPROCS": "2", "PYGMP_SYSCALL_KEEPALIVE_MS": "200"})
     n, m, dt = r.stdout.split()
     assert int(n) >= 2 and int(m) == 0 and float(dt) < 3, r.stdout
+
+
+@pytest.mark.timeout(90)
+def test_threads_example_threads_rise_and_fall():
+    import subprocess
+    from _helpers import REPO, _env
+    r = subprocess.run([sys.executable, os.path.join(REPO, "examples", "threads.py"), "-n", "500",
+                        "--callers", "20", "--busy", "0.4", "--keepalive", "0.3", "--interval", "0.05"],
+                       capture_output=True, text=True, timeout=60, env=_env({"GOMAXPROCS": "2"}))
+    assert r.returncode == 0, r.stderr
+    m = re.search(r"peak (\d+) OS threads with (\d+) calls in flight; (\d+) at the end", r.stdout)
+    assert m, r.stdout
+    peak, calls, end = map(int, m.groups())
+    assert calls >= 10 and peak >= calls, r.stdout
+    assert end <= 2 + 3, r.stdout            # GOMAXPROCS + 3 after the keep-alive
