@@ -1,5 +1,10 @@
 """Go's time package over the runtime's per-P timers (Go 1.23 timer semantics).
 
+Clocks, as Go's: ``now()`` is wall-clock time (``time.time()``, seconds since
+the epoch), and the values timers and tickers send are ``now()`` values; every
+duration and timer runs on the monotonic clock, so a wall-clock step moves no
+timer.
+
 ``Timer`` and ``Ticker`` channels never deliver a stale value once ``stop`` or
 ``reset`` has returned: firing sends under the timer's own mutex only if the
 timer's sequence number is still the one that was armed, and stop/reset bump
@@ -26,11 +31,13 @@ minute = 60.0
 hour = 3600.0
 
 _monotonic = _time.monotonic
+_walltime = _time.time
 
 
 def now():
-    """The current time on the monotonic clock, in seconds (what timers send)."""
-    return _monotonic()
+    """The current wall-clock time in seconds since the epoch (``time.time()``,
+    Go's ``time.Now``); the value timers and tickers send."""
+    return _walltime()
 
 
 def _check_duration(d, who):
@@ -71,7 +78,9 @@ def sleep(d):
 
 
 class Timer:
-    """A single event: after ``d`` seconds the current time is sent on ``.c``."""
+    """A single event: after ``d`` seconds the current time (``now()``) is sent
+    on ``.c``.  Made by ``after_func``, it runs ``f`` in a new goroutine
+    instead, and ``.c`` is ``nilchan``."""
 
     __slots__ = ("c", "_mu", "_rt", "_f", "_sent", "__weakref__")
 
@@ -79,8 +88,8 @@ class Timer:
         d = _check_duration(d, "Timer")
         self._mu = threading.Lock()
         self._f = _f
-        self._sent = -1         # seq whose value was delivered to c
-        self.c = None if _f is not None else Chan(1)
+        self._sent = -1         # seq whose value was delivered to c / whose f was started
+        self.c = nilchan if _f is not None else Chan(1)
         self._rt = RTimer(Timer._fire, self)
         with self._mu:
             addtimer(self._rt, _monotonic() + d)
@@ -88,8 +97,12 @@ class Timer:
     def _fire(self, seq):
         f = self._f
         if f is not None:
+            # after_func: once f is started (_sent == seq, decided under _mu)
+            # stop/reset report the timer as no longer active (Go's AfterFunc)
             with self._mu:
                 live = self._rt.seq == seq
+                if live:
+                    self._sent = seq
             if live:
                 _proc.go(f)
             return
@@ -97,11 +110,12 @@ class Timer:
             if self._rt.seq != seq:
                 return              # stopped or reset since it was armed: stale
             self._sent = seq
-            self.c._try_send(_monotonic())
+            self.c._try_send(_walltime())
 
     def stop(self):
         """Prevent the timer from firing; True if it was active (including a value
-        sent but not yet received, which is discarded)."""
+        sent but not yet received, which is discarded).  For ``after_func``:
+        False once ``f`` has been started."""
         with self._mu:
             return self._disarm()
 
@@ -114,12 +128,13 @@ class Timer:
         if not was and rt.fired == seq and self._sent != seq:
             was = True              # popped to fire, value not delivered yet
         rt.seq += 1
-        if self.c is not None and self.c._drain():
+        if self._f is None and self.c._drain():
             was = True
         return was
 
     def reset(self, d):
-        """Re-arm for ``d`` seconds from now; returns whether it was active."""
+        """Re-arm for ``d`` seconds from now; returns whether it was active
+        (for ``after_func``: whether ``f`` was still pending)."""
         d = _check_duration(d, "Timer.reset")
         with self._mu:
             was = self._disarm()
@@ -128,7 +143,7 @@ class Timer:
 
 
 class Ticker:
-    """Sends the time on ``.c`` every ``d`` seconds; ticks are dropped for a
+    """Sends the time (``now()``) on ``.c`` every ``d`` seconds; ticks are dropped for a
     slow receiver (the channel holds one)."""
 
     __slots__ = ("c", "_mu", "_rt", "__weakref__")
@@ -147,7 +162,7 @@ class Ticker:
         with self._mu:
             if self._rt.seq != seq:
                 return
-            self.c._try_send(_monotonic())
+            self.c._try_send(_walltime())
 
     def stop(self):
         with self._mu:
@@ -167,13 +182,15 @@ class Ticker:
 
 
 def after(d):
-    """A channel that receives the time once, after ``d`` seconds."""
+    """A channel that receives the time (``now()``) once, after ``d`` seconds."""
     return Timer(d).c
 
 
 def after_func(d, f):
     """Run ``f()`` in its own goroutine after ``d`` seconds; returns the Timer
-    (whose ``stop`` cancels it).  Go's time.AfterFunc."""
+    (Go's time.AfterFunc): its ``.c`` is ``nilchan``; ``stop()`` cancels ``f``
+    and returns False once ``f`` has been started; ``reset(d)`` re-arms it and
+    returns whether ``f`` was still pending."""
     if not callable(f):
         raise TypeError("after_func: f must be callable")
     return Timer(d, _f=f)

@@ -26,7 +26,7 @@ from greenlet import greenlet, getcurrent, GreenletExit
 
 from . import panic as _panic
 from . import settings as _settings
-from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
+from .g import (G, new_thread_g, _Grunning, _Gwaiting, _Gdead)
 from .p import P, RUNQ_MOVABLE_MAX, _Prunning, _Pdead
 from .. import _hot
 
@@ -378,28 +378,6 @@ def park_current(reason):
         raise RuntimeError("pygmp: cannot park the scheduler greenlet")
     g.status = _Gwaiting
     gopark(g, reason)
-
-
-def gosched():
-    """Yield: put the current goroutine at the tail of its P's queue."""
-    g = getg()
-    if g is None or g.locked:
-        return
-    p = g.home
-    with p.lock:
-        alone = not p.rq_len() and p.runnext is None and not _sched.runq
-    if alone:
-        # nothing else runnable here, but a lone gosched loop must not starve
-        # this P's I/O waiters: poll the fds every few ms (netfd readies onto p)
-        if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not p.parker.poll():
-            return
-    g.status = _Grunnable
-    p.rq_append(g)
-    nxt = next_local_fast(p)
-    if nxt is g or nxt is None:
-        g.status = _Grunning
-        return
-    _switchto(p, nxt)
 
 
 # ---------------------------------------------------------------------------
