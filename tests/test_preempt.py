@@ -186,38 +186,42 @@ def test_no_preemption_in_a_nopreempt_section():
     assert r.stdout.strip() == "ok"
 
 
-def test_not_preempted_holding_a_threading_lock_in_stdlib_code():
-    # a frame of threading.py on the stack (a lock that is not goroutine-aware
-    # may be held): the loop below Condition.wait_for's predicate is not
-    # preempted asynchronously
+def test_not_preempted_inside_stdlib_code_holding_its_lock():
+    # logging.Handler.handle holds the handler's RLock (not goroutine-aware)
+    # while it formats the record, which runs the message's __str__: a slow
+    # __str__ is not preempted there, or another goroutine of the same worker
+    # would re-enter the RLock (same OS thread) and write its record first
     r = _run("""
-        import threading, time
+        import io, logging, time
         from pygmp import go, chan
-        order = []
+        buf = io.StringIO()
+        h = logging.StreamHandler(buf)
+        h.setFormatter(logging.Formatter("%(message)s"))
+        log = logging.getLogger("t")
+        log.addHandler(h)
+        log.propagate = False
+        log.setLevel(logging.INFO)
         done = chan(2)
-        cond = threading.Condition()
         started = []
-        def pred():
-            started.append(1)
-            t = time.monotonic() + 0.3
-            while time.monotonic() < t:
-                pass
-            return True
-        def locked():
-            with cond:
-                cond.wait_for(pred)     # pred runs inside threading.py's frame
-            order.append("locked")
+        class Slow:
+            def __str__(self):
+                started.append(1)
+                t = time.monotonic() + 0.3
+                while time.monotonic() < t:
+                    pass
+                return "slow"
+        def slow():
+            log.info("%s", Slow())
             done.send(1)
         def other():
-            with cond:                  # would block the worker thread if preempted above
-                order.append("other")
+            log.info("other")
             done.send(1)
-        go(locked)
+        go(slow)
         while not started:
             time.sleep(0.005)
         go(other)
         done.recv(); done.recv()
-        assert order == ["locked", "other"], order
+        assert buf.getvalue().split() == ["slow", "other"], buf.getvalue()
         print("ok")
     """)
     assert r.stdout.strip() == "ok"
