@@ -77,7 +77,7 @@ class BuildExt(build_ext):
 # The runtime core (csrc/runtime.h lists what each file holds); the netpoller
 # is built separately by cffi.
 CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
-                "csrc/select.c", "csrc/stackcache.c", "csrc/preempt.c", "csrc/sysmon.c"]
+                "csrc/select.c", "csrc/stackcache.c", "csrc/preempt.c", "csrc/sysmon.c", "csrc/trace.c"]
 
 
 def ext_modules():

@@ -64,6 +64,9 @@ static PyMethodDef mod_methods[] = {
     {"sysmon_stop", (PyCFunction)m_sysmon_stop, METH_NOARGS, "make sysmon_run return"},
     {"sysmon_wakeup", (PyCFunction)m_sysmon_wakeup, METH_NOARGS, "make sysmon look now"},
     {"sysmon_stats", (PyCFunction)m_sysmon_stats, METH_NOARGS, "sysmon counters"},
+    {"trace_start", (PyCFunction)m_trace_start, METH_NOARGS, "start recording the scheduler trace -> start time (ns)"},
+    {"trace_stop", (PyCFunction)m_trace_stop, METH_NOARGS, "stop -> (events, dropped)"},
+    {"trace_event", (PyCFunction)(void (*)(void))m_trace_event, METH_FASTCALL, "trace_event(kind, p, goid, arg, obj)"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};

@@ -128,6 +128,8 @@ int gopreempt_c(PObject *p, int async) {
     PUNLOCK(p);
     if (r < 0) { gg->status = Grunning; Py_DECREF(g); PyErr_NoMemory(); return -1; }
     atomic_fetch_add_explicit(async ? &n_preempt_async : &n_preempt_coop, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(async ? TR_PREEMPT_ASYNC : TR_PREEMPT_COOP, p, gg->goid, 0, NULL);
     /* Go puts a preempted G on the global queue, behind the Gs waiting there;
        a homed G must stay on its P, so instead the next pick is this P's
        fairness tick: the global queue first (and a stale poller polled). */

@@ -449,6 +449,8 @@ int switchto_c(PObject *p, PyObject *nxt) {
 /* gopark: the caller published a waiter and set status = Gwaiting. */
 int gopark_c(GObject *g, PyObject *reason) {
     Py_SETREF(g->waitreason, Py_NewRef(reason));
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_PARK, g->locked ? NULL : P_CAST(g->home), g->goid, 0, reason);
     if (atomic_load_explicit(&exiting, memory_order_relaxed) && py_freeze && !g->locked) {
         PyObject *r = PyObject_CallNoArgs(py_freeze);   /* does not return */
         Py_XDECREF(r);
@@ -478,6 +480,8 @@ int gopark_c(GObject *g, PyObject *reason) {
 int goready_c(GObject *g) {
     g->status = Grunnable;
     mark_ready(g);
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_READY, tls_p ? P_CAST(tls_p) : NULL, g->goid, 0, NULL);
     if (g->locked) {
         PyObject *r = PyObject_CallMethodNoArgs(g->sema, s_release);
         if (!r) return -1;

@@ -66,7 +66,7 @@ typedef struct {
                                   histogram (sampled: 0 = not sampled) */
 } GObject;
 
-typedef struct {
+typedef struct PObject_ {
     PyObject_HEAD
     LockObject *lock;
     PyObject **rq;
@@ -144,6 +144,12 @@ extern atomic_int sysmon_deep;        /* sysmon sleeps until a P runs a G */
 extern _Thread_local unsigned tls_readytick;
 void sysmon_wake(void);
 void latency_record(GObject *g);
+/* trace.c: pygmp.trace.  Each point costs one relaxed load while no trace runs. */
+extern atomic_int trace_on;
+enum { TR_RUN_BEGIN = 1, TR_RUN_END, TR_PARK, TR_READY, TR_PREEMPT_ASYNC, TR_PREEMPT_COOP,
+       TR_STEAL, TR_SYSCALL_BEGIN, TR_SYSCALL_END, TR_GO };
+void trace_emit(int kind, struct PObject_ *p, long long goid, long long arg, PyObject *obj);
+void trace_run(struct PObject_ *p, PyObject *old, PyObject *g);
 
 /* ------------------------------------------------------------ helpers */
 
@@ -207,6 +213,7 @@ static inline void mark_ready(GObject *g) {
  * wakes sysmon out of its deep sleep when an idle P starts running.  Steals g. */
 static inline void setcurg(PObject *p, PyObject *g) {
     PyObject *old = p->curg;
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed)) trace_run(p, old, g);
     p->curg = g;
     atomic_store_explicit(&p->runseq, atomic_load_explicit(&p->runseq, memory_order_relaxed) + 1,
                           memory_order_relaxed);
@@ -297,6 +304,11 @@ PyObject *m_checkpreempt(PyObject *m, PyObject *u);
 PyObject *m_latencies(PyObject *m, PyObject *u);
 PyObject *m_nopreempt(PyObject *m, PyObject *arg);
 PyObject *m_tstate_info(PyObject *m, PyObject *u);
+
+/* trace.c */
+PyObject *m_trace_start(PyObject *m, PyObject *u);
+PyObject *m_trace_stop(PyObject *m, PyObject *u);
+PyObject *m_trace_event(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
 /* sysmon.c */
 int sysmon_init(void);

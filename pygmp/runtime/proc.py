@@ -37,6 +37,7 @@ next_local_fast = _hot.next_local   # runqget + the slow cases via next_local be
 gopark = _hot.gopark            # park the current G (caller published a waiter)
 goready = _hot.goready          # make a parked G runnable on its home P
 _switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
+_trace_event = _hot.trace_event # pygmp.trace: a no-op unless a trace runs
 _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
@@ -515,6 +516,7 @@ def _stealwork(p):
             taken = q.rq_steal()
             if taken:
                 p.stealcount += len(taken)
+                _trace_event(7, p, 0, len(taken), q)     # TR_STEAL (pygmp.trace)
                 g = taken[0]
                 if len(taken) > 1:
                     p.rq_extend(taken[1:])
