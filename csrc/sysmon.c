@@ -284,6 +284,13 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
         pthread_mutex_unlock(&sm_mu);
         int globwork = glob_runq && Py_SIZE(glob_runq) > 0;
         int wantwake = (stuck || globwork) && nsleeping > 0;
+        if (atomic_load_explicit(&exiting, memory_order_relaxed)) {
+            /* the process is exiting (workers freeze at their next safe point):
+               only preemption goes on, which brings a spinning G to one */
+            wantwake = 0;
+            doit_trace = 0;
+            for (int i = 0; i < nc; i++) cs[i].what &= W_PREEMPT | W_EARLY | W_DISARM;
+        }
         if (!wantwake)
             for (int i = 0; i < nc; i++) cs[i].what &= ~W_STUCK;
 
