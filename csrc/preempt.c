@@ -201,6 +201,18 @@ static int stack_safe(PyFrameObject *f) {
 
 enum { D_PREEMPT, D_RETRY, D_STALE };
 
+/* coverage.py's CTracer run with --concurrency=greenlet keeps one stack of
+ * frames per greenlet (its concur_id_func is greenlet.getcurrent): a switch
+ * at any event leaves its records right. */
+static int greenlet_aware(PyObject *tracer) {
+    if (!tracer) return 0;
+    PyObject *f = PyObject_GetAttrString(tracer, "concur_id_func");
+    if (!f) { PyErr_Clear(); return 0; }
+    int ok = f != Py_None;
+    Py_DECREF(f);
+    return ok;
+}
+
 /* On the worker, in its running greenlet, with the GIL. */
 static int decide(PObject *p, pstate *ps, PyThreadState *ts, PyFrameObject *frame, int is_call, int ok_event) {
     if (atomic_load_explicit(&p->runseq, memory_order_relaxed) != ps->armseq) return D_STALE;
@@ -216,10 +228,13 @@ static int decide(PObject *p, pstate *ps, PyThreadState *ts, PyFrameObject *fram
        function entry there */
 #if PREEMPT_SETTRACE
     Py_tracefunc tf = ps->saved_func;
+    PyObject *tobj = ps->saved_obj;
 #else
     Py_tracefunc tf = ts->c_tracefunc;
+    PyObject *tobj = ts->c_traceobj;
 #endif
-    if (!is_call && ((tf && tf != tramp_trace) || (ts->c_profilefunc && ts->c_profilefunc != tramp_prof)))
+    if (!is_call && ((tf && tf != tramp_trace && !greenlet_aware(tobj)) ||
+                     (ts->c_profilefunc && ts->c_profilefunc != tramp_prof)))
         return D_RETRY;
     if (tls_nopreempt > 0) return D_RETRY;
     if (!stack_safe(frame)) return D_RETRY;

@@ -408,3 +408,63 @@ def test_cooperative_preemption_at_sync_and_handoff_entries():
         print("ok")
     """, env={"GODEBUG": "asyncpreemptoff=1"})
     assert r.stdout.strip() == "ok"
+
+
+COV_A = """
+def step(x):
+    return x + 1
+def a_loop(n):
+    i = 0
+    while i < n:
+        i = step(i)
+        i += 1
+        i -= 1
+    return i
+"""
+COV_B = """
+def b_loop(stop):
+    k = 0
+    while not stop[0]:
+        k += 1
+        if k < 0:
+            k = 7
+            k = 8
+            k = 9
+    return k
+"""
+COV_MAIN = """
+from pygmp import go, chan
+import pygmp._hot as hot
+import mod_a, mod_b
+stop = [False]
+done = chan(2)
+go(lambda: done.send(mod_a.a_loop(100000)))
+go(lambda: done.send(mod_b.b_loop(stop)))
+done.recv()
+stop[0] = True
+done.recv()
+print(hot.preempt_stats()["async"])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_coverage_records_right_lines_under_preemption(tmp_path):
+    # coverage.py with concurrency = greenlet,thread (as pyproject.toml sets
+    # for the project) keeps a frame stack per greenlet: after preemptions
+    # every line is counted in its own file, and never-run lines stay missing
+    pytest.importorskip("coverage")
+    import subprocess
+    from _helpers import _env
+    (tmp_path / "mod_a.py").write_text(COV_A)
+    (tmp_path / "mod_b.py").write_text(COV_B)
+    (tmp_path / "main_cov.py").write_text(COV_MAIN)
+    env = _env({"GOMAXPROCS": "1"})
+    r = subprocess.run([sys.executable, "-m", "coverage", "run", "--concurrency=greenlet,thread",
+                        "main_cov.py"], cwd=tmp_path, capture_output=True, text=True, timeout=100, env=env)
+    assert r.returncode == 0, r.stderr
+    assert int(r.stdout.split()[-1]) >= 1, r.stdout      # preempted
+    r = subprocess.run([sys.executable, "-m", "coverage", "report", "-m", "--include=mod_*"],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=60, env=env)
+    rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("mod_")}
+    assert rows["mod_a.py"][3] == "100%", r.stdout
+    assert rows["mod_b.py"][4:] == ["7-10"], r.stdout     # the `if k < 0:` body only
