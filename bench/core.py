@@ -477,7 +477,7 @@ def pygmp_child(bench, n, m):
         return out
 
     if bench == "fanin":
-        # The DESIGN.md example, timed from the first go() to the sum.
+        # The docs/design.md example, timed from the first go() to the sum.
         def worker(i, out):
             out.send(i * i)
         out = chan()

@@ -83,7 +83,7 @@ class Sched:
         self.nthreads = 0                    # threads the runtime started (workers, locked)
         self.pid = os.getpid()
         self.maingoexit = False
-        # External wake sources (DESIGN §3 checkdead): counts kept by their owners
+        # External wake sources (docs/design.md §3 checkdead): counts kept by their owners
         # under ``lock``: blocking calls in flight, fds with parked waiters, signal
         # subscriptions.
         self.nsyscall = 0

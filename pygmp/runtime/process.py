@@ -1,5 +1,5 @@
 """Process life around the runtime: fork, exit and the main goroutine's Goexit
-(DESIGN §3 "Process life").
+(docs/design.md §3 "Process life").
 
 Installed once, when the runtime starts (``proc._start_hooks``):
 

@@ -1,4 +1,4 @@
-"""Every setting pygmp reads from the environment, declared once (DESIGN §3
+"""Every setting pygmp reads from the environment, declared once (docs/design.md §3
 "Settings: one table"; Go's GODEBUG table and gevent's _config are the models).
 
 Each environment variable and each ``GODEBUG`` key has one entry below: name,
