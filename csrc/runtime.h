@@ -290,6 +290,9 @@ static inline int checkpreempt(void) {
     if (!p) return 0;
     PyObject *g = P_CAST(p)->curg;
     if (g == Py_None || !G_CAST(g)->preempt) return 0;
+    /* not while the G is parking (runtime code run from gopark: timers fired
+       by next_local) or finished, nor inside a runtime critical section */
+    if (G_CAST(g)->status != Grunning || tls_nopreempt > 0) return 0;
     return gopreempt_c(P_CAST(p), 0);
 }
 struct pstate *pstate_new(PObject *p);
