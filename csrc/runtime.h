@@ -276,8 +276,15 @@ PyObject *current_g(const char *what);
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
-/* stackcache.c */
-PyObject *m_install_stack_cache(PyObject *m, PyObject *arg);
+/* stackcache.c: goroutine greenlets' interpreter data stacks */
+int stackcache_small_root(void);            /* a new goroutine greenlet's first call (GIL held) */
+Py_ssize_t stackcache_scavenge(int force);  /* any thread, GIL or not: ~once a second (sysmon) */
+Py_ssize_t stackcache_excess(void);         /* warm chunks the scavenger would still give back */
+PyObject *m_install_stack_cache(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_stackcache_scavenge(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_stackcache_stats(PyObject *m, PyObject *u);
+PyObject *m_with_small_root(PyObject *m, PyObject *fn);
+PyObject *m_datastack_used(PyObject *m, PyObject *u);
 
 /* preempt.c */
 struct pstate;

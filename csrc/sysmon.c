@@ -181,21 +181,26 @@ static void act_call(PyObject *act, const char *kind, PyObject *p, PyObject *arg
     else Py_XDECREF(r);
 }
 
-/* sysmon_run(act, slice_us, stall_ms, schedtrace_ms, lead_us): the sysmon
- * thread's body (started by runtime/sysmon.py); returns after sysmon_stop().
- * lead_us: how long before a slice ends sysmon asks for the GIL (the switch
- * interval). */
+/* sysmon_run(act, slice_us, stall_ms, schedtrace_ms, lead_us, scavenge_ms):
+ * the sysmon thread's body (started by runtime/sysmon.py); returns after
+ * sysmon_stop().  lead_us: how long before a slice ends sysmon asks for the
+ * GIL (the switch interval); scavenge_ms: the data-stack cache's scavenger
+ * period (csrc/stackcache.c). */
 PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
-    long long slice_us, stall_ms, trace_ms, lead_us;
-    if (n != 5 || (slice_us = PyLong_AsLongLong(args[1])) < 0 || (stall_ms = PyLong_AsLongLong(args[2])) < 0 ||
-        (trace_ms = PyLong_AsLongLong(args[3])) < 0 || (lead_us = PyLong_AsLongLong(args[4])) < 0) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "sysmon_run(act, slice_us, stall_ms, schedtrace_ms, lead_us)");
+    long long slice_us, stall_ms, trace_ms, lead_us, scav_ms;
+    if (n != 6 || (slice_us = PyLong_AsLongLong(args[1])) < 0 || (stall_ms = PyLong_AsLongLong(args[2])) < 0 ||
+        (trace_ms = PyLong_AsLongLong(args[3])) < 0 || (lead_us = PyLong_AsLongLong(args[4])) < 0 ||
+        (scav_ms = PyLong_AsLongLong(args[5])) < 0) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_TypeError, "sysmon_run(act, slice_us, stall_ms, schedtrace_ms, lead_us, scavenge_ms)");
         return NULL;
     }
     if (atomic_exchange(&sm_running, 1)) { PyErr_SetString(PyExc_RuntimeError, "sysmon is already running"); return NULL; }
     PyObject *act = args[0];
     const int64_t slice = slice_us * 1000, stall = stall_ms * 1000000, tracep = trace_ms * 1000000;
     const int64_t lead = lead_us * 1000 < slice ? lead_us * 1000 : slice / 2;
+    const int64_t scav = scav_ms * 1000000;
+    int64_t nextscav = mono_ns() + scav;
     int64_t lasttrace = 0;
     int64_t idlesince = 0;            /* every P idle at every look since then (0: not) */
     int64_t delay = DELAY_MIN;
@@ -210,6 +215,11 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
         int64_t wake = now + delay;
         int nc = 0, nrunning = 0, nsleeping = 0, anyarmed = 0, stuck = 0;
         int doit_trace = tracep > 0 && now - lasttrace >= tracep;
+        if (scav > 0 && now >= nextscav) {
+            /* the data-stack cache gives idle chunks back (no GIL needed) */
+            nextscav = now + scav;
+            stackcache_scavenge(0);
+        }
 
         /* ---- look, without the GIL */
         pthread_mutex_lock(&sm_mu);
@@ -386,6 +396,8 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
             if (deep) {
                 atomic_fetch_add_explicit(&n_deep, 1, memory_order_relaxed);
                 wake = mono_ns() + DEEP_MAX;
+                /* chunks still to give back: wake for the next scavenge */
+                if (scav > 0 && nextscav < wake && stackcache_excess() > 0) wake = nextscav;
             }
         }
         if (!sm_kick && !atomic_load(&sm_stop)) {

@@ -43,7 +43,9 @@ _getframe = sys._getframe
 _get_ident = threading.get_ident
 
 GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
-STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
+STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
+STACK_ROOT_BYTES = 1280    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
+SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
 GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
@@ -132,7 +134,7 @@ def start():
         s.threadgs[mt.ident] = s.maing
         _sched = s
         _hot.set_globrunq(s.runq)
-        _hot.install_stack_cache(STACK_CACHE_CHUNKS)
+        _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
         for hook in _start_hooks:
             hook(s)
@@ -210,7 +212,7 @@ def go(fn, *args, **kwargs):
             goid = _newgoid_p(p, s)
         else:
             p.goidcache = goid + 1
-        g = G(goid, fn, args, kwargs, _copy_context(),
+        g = G(goid, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
         runqput(p, g, True)
@@ -220,7 +222,7 @@ def go(fn, *args, **kwargs):
     cur = getg()
     with s.lock:
         s.goidgen += 1
-        g = G(s.goidgen, fn, args, kwargs, _copy_context(),
+        g = G(s.goidgen, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
@@ -297,7 +299,7 @@ def _glet_for(p, g):
     glet = g.glet
     if glet is None:
         gf = p.gfree
-        glet = gf.pop() if gf else greenlet(_gbody, p.g0)
+        glet = gf.pop() if gf else greenlet(_gbody_run, p.g0)
         _bind(p, g, glet)
     return glet
 
@@ -306,7 +308,10 @@ def _rung(g):
     fn, args, kwargs, ctx = g.fn, g.args, g.kwargs, g.ctx
     g.fn = g.args = g.kwargs = g.ctx = None
     try:
-        ctx.run(fn, *args, **kwargs)
+        if kwargs is None:            # go() keeps no empty dict (64 B a goroutine)
+            ctx.run(fn, *args)
+        else:
+            ctx.run(fn, *args, **kwargs)
     except _panic.Goexit:
         pass
     except SystemExit as e:
@@ -361,6 +366,10 @@ def _gbody(g):
         else:
             p.curg = None
             g = p.g0.switch(None)
+
+
+# a goroutine greenlet's run function: a small data-stack root, then _gbody
+_gbody_run = _hot.with_small_root(_gbody)
 
 
 def _park_thread(g):
@@ -420,6 +429,12 @@ def _retire(p):
             pass
     p.gfree.clear()
     p.status = _Pdead
+    # The P outlives its thread (dead Gs keep g.home): it must not keep the
+    # thread's main greenlet, which greenlet tears down when the thread ends
+    # (a GC pass that visited it through the P crashed: P_traverse ->
+    # green_is_gc, ~1 run in 12 of GOMAXPROCS 4 -> 1 -> 4 on 3.13).
+    p.g0 = None
+    p.curg = None
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
         from .timers import movetimers

@@ -4,7 +4,10 @@ The loop is C (``csrc/sysmon.c``, ``_hot.sysmon_run``): it reads the Ps'
 counters without the GIL and takes the GIL only to act.  This module starts it
 and holds the Python half of its actions, the one named point where sysmon
 calls back into Python (``_act``): the stall report, a poll of a busy P's fds,
-waking an idle P, and the ``GODEBUG=schedtrace`` lines.  Preemption itself is C
+waking an idle P, and the ``GODEBUG=schedtrace`` lines.  About once a second
+(``proc.SCAVENGE_PERIOD``) the loop also runs the data-stack cache's
+scavenger (``stackcache_scavenge``, csrc/stackcache.c), without the GIL.
+Preemption itself is C
 (``csrc/preempt.c``); ``configure`` hands it the safe-point rules (HACKING.md
 "Preemption").
 """
@@ -65,7 +68,8 @@ def _run(s):
     st = s.settings
     _hot.sysmon_run(lambda kind, p, arg: _act(s, kind, p, arg),
                     st.PYGMP_TIMESLICE_US, st.PYGMP_STALL_MS, st.schedtrace,
-                    int(sys.getswitchinterval() * 1e6))
+                    int(sys.getswitchinterval() * 1e6),
+                    int(min(proc.SCAVENGE_PERIOD, 1e6) * 1000))
 
 
 def _act(s, kind, p, arg):
