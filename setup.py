@@ -81,7 +81,8 @@ class BuildExt(build_ext):
 # (its tests and bench/netpoll_wake.py).
 CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
                 "csrc/select.c", "csrc/stackcache.c", "csrc/timers.c", "csrc/gbody.c",
-                "csrc/netpoll.c", "csrc/netfd.c", "csrc/netpoll_epoll.c", "csrc/netpoll_kqueue.c"]
+                "csrc/netpoll.c", "csrc/netfd.c", "csrc/netpoll_epoll.c", "csrc/netpoll_kqueue.c",
+                "csrc/preempt.c", "csrc/sysmon.c", "csrc/trace.c"]
 
 
 def ext_modules():

@@ -157,6 +157,7 @@ static int park_one(ChanObject *c, sudog *s, PyObject *reason) {
 }
 
 static PyObject *chan_send_impl(ChanObject *c, PyObject *v) {
+    if (checkpreempt() < 0) return NULL;    /* a runtime entry: sysmon may have asked us to yield */
     if (c->isnil) { park_nil(s_send_nil); return NULL; }
     lk_acquire(c->lk);
     if (c->closed) {
@@ -233,6 +234,7 @@ static PyObject *chan_send_impl(ChanObject *c, PyObject *v) {
 
 /* Receive; *ok set; returns new ref (None on closed). */
 static PyObject *chan_recv_impl(ChanObject *c, int *ok) {
+    if (checkpreempt() < 0) return NULL;    /* a runtime entry: sysmon may have asked us to yield */
     if (c->isnil) { park_nil(s_recv_nil); return NULL; }
     PyObject *g = NULL;
     sudog *mine = NULL;

@@ -148,7 +148,7 @@ static PyObject *gbody(PyObject *self, PyObject *arg) {
         gdestroy(p, G_CAST(g));
         Py_CLEAR(g);
         if (killed) {   /* GreenletExit: the G is done, and so is this greenlet */
-            Py_SETREF(p->curg, Py_NewRef(Py_None));
+            setcurg(p, Py_NewRef(Py_None));
             Py_DECREF(p);
             break;
         }
@@ -162,7 +162,7 @@ static PyObject *gbody(PyObject *self, PyObject *arg) {
         if (!nxt && PyErr_Occurred()) { Py_DECREF(p); break; }
         if (nxt && G_CAST(nxt)->glet == Py_None) {   /* unstarted: run it on this greenlet */
             if (bind_c(p, G_CAST(nxt), me) < 0) { Py_DECREF(p); Py_DECREF(nxt); break; }
-            Py_SETREF(p->curg, Py_NewRef(nxt));
+            setcurg(p, Py_NewRef(nxt));
             G_CAST(nxt)->status = Grunning;
             Py_DECREF(p);
             g = nxt;
@@ -172,7 +172,7 @@ static PyObject *gbody(PyObject *self, PyObject *arg) {
             PyErr_Clear();
             int r = nxt ? runqput_c(p, nxt, 1) : 0;
             Py_XDECREF(nxt);
-            Py_SETREF(p->curg, Py_NewRef(Py_None));
+            setcurg(p, Py_NewRef(Py_None));
             Py_DECREF(p);
             Py_DECREF(me);
             if (r < 0) return NULL;
@@ -181,12 +181,12 @@ static PyObject *gbody(PyObject *self, PyObject *arg) {
         PyObject *r;
         if (nxt) {
             PyObject *glet = Py_NewRef(G_CAST(nxt)->glet);
-            Py_SETREF(p->curg, nxt);   /* steals nxt */
+            setcurg(p, nxt);   /* steals nxt */
             G_CAST(nxt)->status = Grunning;
             r = PyGreenlet_Switch((PyGreenlet *)glet, NULL, NULL);
             Py_DECREF(glet);
         } else {
-            Py_SETREF(p->curg, Py_NewRef(Py_None));
+            setcurg(p, Py_NewRef(Py_None));
             r = PyGreenlet_Switch((PyGreenlet *)p->g0, tuple_none, NULL);
         }
         Py_DECREF(p);
@@ -225,7 +225,7 @@ PyObject *m_execute(PyObject *m, PyObject *const *args, Py_ssize_t n) {
             Py_DECREF(glet);
         }
         PyObject *glet = Py_NewRef(gp->glet);
-        Py_SETREF(p->curg, g);   /* steals g */
+        setcurg(p, g);   /* steals g */
         gp->status = Grunning;
         PyObject *a = PyTuple_Pack(1, (PyObject *)gp);
         PyObject *r = a ? PyGreenlet_Switch((PyGreenlet *)glet, a, NULL) : NULL;

@@ -74,12 +74,29 @@ static PyMethodDef mod_methods[] = {
     {"netpoll_inject", (PyCFunction)(void (*)(void))m_netpoll_inject, METH_FASTCALL, "tests: apply one poller event (token, readable, writable)"},
     {"nnetwait", (PyCFunction)m_nnetwait, METH_O, "nnetwait(allp): Gs parked on the network (checkdead)"},
     {"netpoll_stats", (PyCFunction)m_netpoll_stats, METH_NOARGS, "network wait counters"},
+    /* preemption and sysmon (csrc/preempt.c, csrc/sysmon.c) */
+    {"checkpreempt", (PyCFunction)m_checkpreempt, METH_NOARGS, "cooperative preemption point: yield if sysmon asked the current G to"},
+    {"preempt_config", (PyCFunction)(void (*)(void))m_preempt_config, METH_FASTCALL, "preempt_config(unsafe_prefixes, transparent_codes, async_on) -> async available"},
+    {"preempt_stats", (PyCFunction)m_preempt_stats, METH_NOARGS, "preemption counters"},
+    {"nopreempt", (PyCFunction)m_nopreempt, METH_O, "nopreempt(delta): this thread's no-preemption count += delta; returns it"},
+    {"tstate_info", (PyCFunction)m_tstate_info, METH_NOARGS, "this thread's tracing state (tests)"},
+    {"latencies", (PyCFunction)m_latencies, METH_NOARGS, "runnable-to-running histogram: (counts, sum_ns)"},
+    {"sysmon_attach", (PyCFunction)m_sysmon_attach, METH_O, "sysmon_attach(p): on p's worker, at its start"},
+    {"sysmon_detach", (PyCFunction)m_sysmon_detach, METH_O, "sysmon_detach(p): on p's worker, before it exits"},
+    {"sysmon_run", (PyCFunction)(void (*)(void))m_sysmon_run, METH_FASTCALL, "sysmon_run(act, slice_us, stall_ms, schedtrace_ms): the sysmon loop"},
+    {"sysmon_stop", (PyCFunction)m_sysmon_stop, METH_NOARGS, "make sysmon_run return"},
+    {"sysmon_wakeup", (PyCFunction)m_sysmon_wakeup, METH_NOARGS, "make sysmon look now"},
+    {"sysmon_stats", (PyCFunction)m_sysmon_stats, METH_NOARGS, "sysmon counters"},
+    {"trace_start", (PyCFunction)m_trace_start, METH_NOARGS, "start recording the scheduler trace -> start time (ns)"},
+    {"trace_stop", (PyCFunction)m_trace_stop, METH_NOARGS, "stop -> (events, dropped)"},
+    {"trace_event", (PyCFunction)(void (*)(void))m_trace_event, METH_FASTCALL, "trace_event(kind, p, goid, arg, obj)"},
     {NULL}};
 static struct PyModuleDef moddef = {PyModuleDef_HEAD_INIT, "pygmp._hot",
     "pygmp's runtime core in C (see csrc/runtime.h).", -1, mod_methods};
 
 PyMODINIT_FUNC PyInit__hot(void) {
     if (proc_import_greenlet() < 0 || gbody_init() < 0 || timers_init() < 0) return NULL;
+    if (preempt_init() < 0 || sysmon_init() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
         PyType_Ready(&ChanType) < 0 || PyType_Ready(&TimerType) < 0 ||
         PyType_Ready(&PollerType) < 0 || PyType_Ready(&FDType) < 0)

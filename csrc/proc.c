@@ -77,6 +77,7 @@ static PyMemberDef G_members[] = {
     {"creator", T_OBJECT, offsetof(GObject, creator), 0, NULL},
     {"sleeptimer", T_OBJECT, offsetof(GObject, sleeptimer), 0, NULL},
     {"m", T_OBJECT, offsetof(GObject, m), 0, NULL},
+    {"preempt", T_BOOL, offsetof(GObject, preempt), 0, NULL},
     {NULL}};
 PyTypeObject GType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -139,6 +140,7 @@ static int P_clear(PObject *self) {
 }
 static void P_dealloc(PObject *self) {
     PyObject_GC_UnTrack(self);
+    pstate_free(self);
     P_clear(self);
     timers_release(self->ts);
     self->ts = NULL;
@@ -300,7 +302,6 @@ static PyMemberDef P_members[] = {
     {"stuck", T_BOOL, offsetof(PObject, stuck), 0, NULL},
     {"sleeping", T_BOOL, offsetof(PObject, sleeping), 0, NULL},
     {"draining", T_BOOL, offsetof(PObject, draining), 0, NULL},
-    {"curg", T_OBJECT, offsetof(PObject, curg), 0, NULL},
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
@@ -309,9 +310,25 @@ static PyMemberDef P_members[] = {
     {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
     {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},
     {NULL}};
+/* curg: every write starts a run slice (setcurg) */
+static PyObject *P_get_curg(PObject *p, void *u) { return Py_NewRef(p->curg); }
+static int P_set_curg(PObject *p, PyObject *g, void *u) {
+    if (!g) { PyErr_SetString(PyExc_AttributeError, "cannot delete curg"); return -1; }
+    if (g != Py_None && !PyObject_TypeCheck(g, &GType)) {
+        PyErr_SetString(PyExc_TypeError, "curg must be a G or None");
+        return -1;
+    }
+    setcurg(p, Py_NewRef(g));
+    return 0;
+}
+static PyObject *P_get_runseq(PObject *p, void *u) {
+    return PyLong_FromUnsignedLongLong(atomic_load_explicit(&p->runseq, memory_order_relaxed));
+}
 static PyGetSetDef P_getset[] = {
     {"timer0", (getter)P_get_timer0, NULL, "when this P's earliest timer fires (monotonic), or None", NULL},
     {"ntimers", (getter)P_get_ntimers, NULL, "pending timers in this P's heap", NULL},
+    {"curg", (getter)P_get_curg, (setter)P_set_curg, "the G running on this P (None: the scheduler)", NULL},
+    {"runseq", (getter)P_get_runseq, NULL, "run slices started on this P", NULL},
     {NULL}};
 PyTypeObject PType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -327,6 +344,7 @@ PyTypeObject PType = {
 
 /* Owner-only put (runqput).  Steals nothing; INCREFs g. */
 int runqput_c(PObject *p, PyObject *g, int nxt) {
+    mark_ready(G_CAST(g));
     Py_INCREF(g);
     PLOCK(p);
     if (nxt) {
@@ -399,7 +417,7 @@ int switchto_c(PObject *p, PyObject *nxt) {
             if (b < 0) { Py_DECREF(nxt); return -1; }
             glet = G_CAST(nxt)->glet;
             /* a free greenlet waits for the G it is to run: pass it */
-            Py_SETREF(p->curg, Py_NewRef(nxt));
+            setcurg(p, Py_NewRef(nxt));
             G_CAST(nxt)->status = Grunning;
             PyObject *args = PyTuple_Pack(1, nxt);
             Py_DECREF(nxt);
@@ -411,7 +429,7 @@ int switchto_c(PObject *p, PyObject *nxt) {
             return 0;
         }
         if (glet != Py_None) {
-            Py_SETREF(p->curg, nxt);   /* steals nxt */
+            setcurg(p, nxt);   /* steals nxt */
             G_CAST(nxt)->status = Grunning;
             r = PyGreenlet_Switch((PyGreenlet *)glet, NULL, NULL);
             if (!r) return -1;
@@ -423,11 +441,11 @@ int switchto_c(PObject *p, PyObject *nxt) {
         PyObject *args = PyTuple_Pack(1, nxt);
         Py_DECREF(nxt);
         if (!args) return -1;
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, args, NULL);
         Py_DECREF(args);
     } else {
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, tuple_none, NULL);
     }
     if (!r) return -1;
@@ -438,6 +456,8 @@ int switchto_c(PObject *p, PyObject *nxt) {
 /* gopark: the caller published a waiter and set status = Gwaiting. */
 int gopark_c(GObject *g, PyObject *reason) {
     Py_SETREF(g->waitreason, Py_NewRef(reason));
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_PARK, g->locked ? NULL : P_CAST(g->home), g->goid, 0, reason);
     if (atomic_load_explicit(&exiting, memory_order_relaxed) && py_freeze && !g->locked) {
         PyObject *r = PyObject_CallNoArgs(py_freeze);   /* does not return */
         Py_XDECREF(r);
@@ -459,6 +479,7 @@ int gopark_c(GObject *g, PyObject *reason) {
     }
     if (nxt == (PyObject *)g) {
         g->status = Grunning;
+        if (g->readyat) latency_record(g);
         Py_DECREF(nxt);
         return 0;
     }
@@ -470,6 +491,9 @@ int gopark_c(GObject *g, PyObject *reason) {
 
 int goready_c(GObject *g) {
     g->status = Grunnable;
+    mark_ready(g);
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_READY, tls_p ? P_CAST(tls_p) : NULL, g->goid, 0, NULL);
     if (g->locked) {
         PyObject *r = PyObject_CallMethodNoArgs(g->sema, s_release);
         if (!r) return -1;

@@ -17,6 +17,11 @@
  *   netfd.c       the fd (internal/poll fd_unix.go, fd_mutex.go): FD, fdMutex,
  *                 the read/write/accept/connect retry loops around the syscall
  *   netpoll_epoll.c / netpoll_kqueue.c  the kernel poller (np_*; netpoll.h)
+ *   preempt.c     preemption: the per-G flag checked at runtime entries, the
+ *                 asynchronous hook (settrace on 3.11, sys.monitoring on 3.12+),
+ *                 gopreempt, the safe-point rules, the latency histogram
+ *   sysmon.c      sysmon: a thread with no P whose loop reads the Ps' counters
+ *                 without the GIL and takes it only to act
  *   module.c      the module: globals, callbacks into Python, init
  *
  * Invariants (pygmp/HACKING.md has the full list):
@@ -72,9 +77,14 @@ typedef struct {
     PyObject *fn, *args, *kwargs, *ctx, *creator, *sleeptimer, *m;
     double waitsince;
     Py_ssize_t gsidx;             /* gbody.c: index in its home P's gs (-1: none) */
+    /* preemption (csrc/preempt.c) */
+    char preempt;              /* Go's gp.preempt: sysmon asks this G to yield at its
+                                  next runtime entry; cleared when it starts a run */
+    long long readyat;         /* mono ns it became runnable, for the latency
+                                  histogram (sampled: 0 = not sampled) */
 } GObject;
 
-typedef struct {
+typedef struct PObject_ {
     PyObject_HEAD
     LockObject *lock;
     PyObject **rq;
@@ -93,6 +103,12 @@ typedef struct {
     /* timers.c */
     struct timers *ts;            /* this P's timer heap (never NULL while the P lives) */
     atomic_long nnetwait;     /* Gs homed here parked in pd_wait (netpoll.c); summed by checkdead */
+    /* sysmon and preemption.  Written by the P's worker (setcurg), read by
+       sysmon without the GIL (csrc/sysmon.c). */
+    _Atomic uint64_t runseq;   /* +1 each time curg changes: names one run slice */
+    _Atomic int64_t runstart;  /* coarse mono ns the current G started running; 0: none */
+    struct pstate *ps;         /* preemption state (csrc/preempt.c); NULL until the
+                                  worker attaches (sysmon_attach) */
 } PObject;
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
@@ -187,10 +203,41 @@ extern PyObject *s_release, *s_acquire, *s_unpark, *s_chan_send, *s_chan_recv,
 /* the P this worker thread drives (borrowed; the P outlives its worker) */
 extern _Thread_local PyObject *tls_p;
 extern _Thread_local uint64_t rng_state;
+/* Go's m.locks: runtime locks (and other critical sections) this thread is
+ * inside.  Asynchronous preemption never fires while it is > 0. */
+extern _Thread_local int tls_nopreempt;
+/* preempt.c / sysmon.c: see setcurg() */
+extern atomic_int sysmon_deep;        /* sysmon sleeps until a P runs a G */
+extern _Thread_local unsigned tls_readytick;
+void sysmon_wake(void);
+void latency_record(GObject *g);
+/* trace.c: pygmp.trace.  Each point costs one relaxed load while no trace runs. */
+extern atomic_int trace_on;
+enum { TR_RUN_BEGIN = 1, TR_RUN_END, TR_PARK, TR_READY, TR_PREEMPT_ASYNC, TR_PREEMPT_COOP,
+       TR_STEAL, TR_SYSCALL_BEGIN, TR_SYSCALL_END, TR_GO };
+void trace_emit(int kind, struct PObject_ *p, long long goid, long long arg, PyObject *obj);
+void trace_run(struct PObject_ *p, PyObject *old, PyObject *g);
 
 /* ------------------------------------------------------------ helpers */
 
 /* The clock of Python's time.monotonic() (timers, waitsince). */
+static inline int64_t mono_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+/* The kernel's coarse clock (~6 ns here against ~29 ns, resolution 4 ms): the
+ * stamp of a run slice's start, taken on every switch. */
+static inline int64_t coarse_ns(void) {
+    struct timespec ts;
+#ifdef CLOCK_MONOTONIC_COARSE
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+#else
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+#endif
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 static inline double mono(void) {
     struct timespec ts;
 #ifdef __APPLE__
@@ -209,8 +256,12 @@ static inline void lk_acquire(PyThread_type_lock lk) {
         PyThread_acquire_lock(lk, WAIT_LOCK);
         Py_END_ALLOW_THREADS
     }
+    tls_nopreempt++;
 }
-#define lk_release PyThread_release_lock
+static inline void lk_release(PyThread_type_lock lk) {
+    tls_nopreempt--;
+    PyThread_release_lock(lk);
+}
 #define PLOCK(p) lk_acquire((p)->lock->lk); (p)->lock->held = 1
 #define PUNLOCK(p) (p)->lock->held = 0; lk_release((p)->lock->lk)
 
@@ -221,6 +272,38 @@ static inline uint32_t fastrandn(uint32_t n) {
     x ^= x >> 12; x ^= x << 25; x ^= x >> 27;
     rng_state = x;
     return (uint32_t)(((x * 0x2545F4914F6CDD1Dull) >> 32) * (uint64_t)n >> 32);
+}
+
+/* Sample 1 in 8 runnable transitions for /sched/latencies:seconds (Go tracks
+ * 1 G in 8 the same way). */
+static inline void mark_ready(GObject *g) {
+    if ((++tls_readytick & 7) == 0) g->readyat = mono_ns();
+}
+
+/* Every change of p->curg goes through here: it starts a new run slice (the
+ * unit sysmon preempts), clears the new G's preempt flag (Go's execute), and
+ * wakes sysmon out of its deep sleep when an idle P starts running.  Steals g. */
+static inline void setcurg(PObject *p, PyObject *g) {
+    PyObject *old = p->curg;
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed)) trace_run(p, old, g);
+    p->curg = g;
+    atomic_store_explicit(&p->runseq, atomic_load_explicit(&p->runseq, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (g != Py_None) {
+        GObject *gg = G_CAST(g);
+        gg->preempt = 0;
+        if (gg->readyat) latency_record(gg);
+        if (old == Py_None) {
+            /* idle -> running: pairs with sysmon's deep-sleep check (sysmon.c) */
+            atomic_store(&p->runstart, coarse_ns());
+            if (atomic_load(&sysmon_deep)) sysmon_wake();
+        } else {
+            atomic_store_explicit(&p->runstart, coarse_ns(), memory_order_relaxed);
+        }
+    } else {
+        atomic_store_explicit(&p->runstart, 0, memory_order_relaxed);
+    }
+    Py_DECREF(old);
 }
 
 /* ------------------------------------------------------------ entry points */
@@ -335,5 +418,47 @@ PyObject *m_netpoll_stats(PyObject *m, PyObject *u);
 
 /* netfd.c */
 extern PyTypeObject FDType;
+/* preempt.c */
+struct pstate;
+int preempt_init(void);
+int gopreempt_c(PObject *p, int async);     /* yield the current G to the tail of p's runq */
+/* Cooperative preemption: called at every runtime entry (channel ops, select,
+ * and through _hot.checkpreempt the Python ones).  0, or -1 with an exception. */
+static inline int checkpreempt(void) {
+    PyObject *p = tls_p;
+    if (!p) return 0;
+    PyObject *g = P_CAST(p)->curg;
+    if (g == Py_None || !G_CAST(g)->preempt) return 0;
+    /* not while the G is parking (runtime code run from gopark: timers fired
+       by next_local) or finished, nor inside a runtime critical section */
+    if (G_CAST(g)->status != Grunning || tls_nopreempt > 0) return 0;
+    return gopreempt_c(P_CAST(p), 0);
+}
+struct pstate *pstate_new(PObject *p);
+void pstate_free(PObject *p);
+int preempt_arm(PObject *p, uint64_t seq);  /* sysmon, GIL held */
+void preempt_disarm_stale(PObject *p, int64_t now, int64_t after_ns);  /* sysmon, GIL held */
+int preempt_async_available(void);
+extern atomic_llong n_preempt_coop, n_preempt_async, n_preempt_refused, n_preempt_stale, n_preempt_armed;
+PyObject *m_preempt_config(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_preempt_stats(PyObject *m, PyObject *u);
+PyObject *m_checkpreempt(PyObject *m, PyObject *u);
+PyObject *m_latencies(PyObject *m, PyObject *u);
+PyObject *m_nopreempt(PyObject *m, PyObject *arg);
+PyObject *m_tstate_info(PyObject *m, PyObject *u);
+
+/* trace.c */
+PyObject *m_trace_start(PyObject *m, PyObject *u);
+PyObject *m_trace_stop(PyObject *m, PyObject *u);
+PyObject *m_trace_event(PyObject *m, PyObject *const *args, Py_ssize_t n);
+
+/* sysmon.c */
+int sysmon_init(void);
+PyObject *m_sysmon_attach(PyObject *m, PyObject *p);
+PyObject *m_sysmon_detach(PyObject *m, PyObject *p);
+PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *m_sysmon_stop(PyObject *m, PyObject *u);
+PyObject *m_sysmon_stats(PyObject *m, PyObject *u);
+PyObject *m_sysmon_wakeup(PyObject *m, PyObject *u);
 
 #endif /* PYGMP_RUNTIME_H */

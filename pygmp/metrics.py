@@ -21,6 +21,7 @@ import os as _os
 import sys as _sys
 import threading as _threading
 
+from . import _hot
 from .runtime import proc as _proc
 from .runtime import syscall as _rtsyscall
 
@@ -43,9 +44,13 @@ def _goroutines():
     return _proc.num_goroutine()
 
 
+_LAT_BOUNDS = [1e-6 * 2 ** i for i in range(25)] + [float("inf")]
+
+
 def _latencies():
-    bounds, counts = _rtsyscall.latencies()
-    return {"buckets": bounds, "counts": counts}
+    _sched()
+    counts, _sum_ns = _hot.latencies()
+    return {"buckets": list(_LAT_BOUNDS), "counts": counts}
 
 
 def _os_threads():
@@ -128,8 +133,19 @@ def _netwaiters():
     return _sched().nnetwait
 
 
-def _preemptions():
-    return 0
+def _preempt_stat(*keys):
+    def get():
+        _sched()
+        st = _hot.preempt_stats()
+        return sum(int(st[k]) for k in keys)
+    return get
+
+
+def _sysmon_stat(key):
+    def get():
+        _sched()
+        return int(_hot.sysmon_stats()[key])
+    return get
 
 
 def _signal_stat(key):
@@ -155,11 +171,9 @@ _METRICS = {
                 "(pygmp.runtime.num_goroutine()).", _goroutines),
     "/sched/latencies:seconds": (
         HISTOGRAM, "Distribution of the time goroutines spend runnable before "
-                   "running, sampled at the one point pygmp can time it without "
-                   "touching the C hot path: every goroutine returning from a "
-                   "handed-off blocking call (pygmp.syscall), from the syscall "
-                   "thread's goready to the goroutine running again. Other "
-                   "wake-ups (channels, timers, I/O) are not sampled yet.",
+                   "running: every kind of transition (readied by a channel, "
+                   "timer, I/O event, handoff return or sync primitive, newly "
+                   "created, or preempted) is sampled, 1 in 8 as Go does.",
         _latencies),
     "/pygmp/threads/os:threads": (
         UINT64, "OS threads of this process as the OS counts them (psutil), "
@@ -201,8 +215,35 @@ _METRICS = {
         UINT64, "Cumulative goroutines taken from another P's runqueue by work "
                 "stealing, by every P that ever ran (a removed P's count is kept).", _steals),
     "/pygmp/sched/preemptions:events": (
-        UINT64, "Cumulative goroutine preemptions. Always 0 in this version: "
-                "sysmon does not preempt goroutines yet.", _preemptions),
+        UINT64, "Cumulative goroutine preemptions, cooperative and asynchronous: "
+                "a goroutine that ran one time slice (10 ms) without yielding was "
+                "put at the tail of its P's queue.",
+        _preempt_stat("cooperative", "async")),
+    "/pygmp/sched/preemptions-cooperative:events": (
+        UINT64, "Cumulative cooperative preemptions: the goroutine yielded at a "
+                "runtime entry (channel, select, sleep, sync, net, handoff) "
+                "because sysmon had set its preempt flag.",
+        _preempt_stat("cooperative")),
+    "/pygmp/sched/preemptions-async:events": (
+        UINT64, "Cumulative asynchronous preemptions: a goroutine running Python "
+                "that never entered the runtime was interrupted at a safe point "
+                "(off with GODEBUG=asyncpreemptoff=1).", _preempt_stat("async")),
+    "/pygmp/sched/preemptions-refused:events": (
+        UINT64, "Cumulative events at which an armed asynchronous preemption found "
+                "no safe point (runtime code, a lock that is not goroutine-aware, "
+                "a finalizer, a C tracer between calls) and waited.",
+        _preempt_stat("refused")),
+    "/pygmp/sched/stalls:events": (
+        UINT64, "Cumulative stalls: a goroutine held its worker thread longer than "
+                "the stall bound (100 ms) where it could not be preempted (a "
+                "blocking call made inline, C code holding the GIL). Reported "
+                "on stderr with GODEBUG=schedstall=1.", _sysmon_stat("stalls")),
+    "/pygmp/sysmon/wakeups:events": (
+        UINT64, "Cumulative sysmon rounds (each one wake-up of the sysmon thread; "
+                "it sleeps while every P is idle).", _sysmon_stat("wakeups")),
+    "/pygmp/sysmon/netpolls:calls": (
+        UINT64, "Cumulative polls of a busy P's file descriptors by sysmon "
+                "(nobody had polled them for 10 ms).", _sysmon_stat("netpolls")),
     "/pygmp/netpoll/ready-local:goroutines": (
         UINT64, "Cumulative goroutines readied by an I/O event on their home P's "
                 "own thread (no thread hop).", _netfd_stat("ready_local")),

@@ -37,6 +37,7 @@ next_local_fast = _hot.next_local   # runqget + the slow cases via next_local be
 gopark = _hot.gopark            # park the current G (caller published a waiter)
 goready = _hot.goready          # make a parked G runnable on its home P
 _switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
+_trace_event = _hot.trace_event # pygmp.trace: a no-op unless a trace runs
 _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
@@ -95,8 +96,7 @@ class Sched:
         self.nworkers = 0                    # live worker threads
         self.nfrozen = 0
         self.stealcount = 0                  # Gs stolen by Ps that have since retired
-        self.sysmonidle = False              # sysmon is in its deep sleep (hint)
-        self.sysmonwake = threading.Event()
+        self.asyncpreempt = False            # asynchronous preemption available (sysmon.start)
 
     @property
     def nnetwait(self):
@@ -324,6 +324,7 @@ def _worker(p):
     m = M("worker", p)
     _tls.m = m
     _hot.set_current_p(p)
+    _hot.sysmon_attach(p)      # sysmon watches this P; preemption gets this thread's state
     p.m = m
     p.g0 = getcurrent()
     p.ident = m.ident
@@ -342,6 +343,7 @@ def _worker(p):
 
 def _retire(p):
     s = _sched
+    _hot.sysmon_detach(p)
     for gl in p.gfree:
         try:
             gl.throw(GreenletExit)
@@ -456,6 +458,7 @@ def _stealwork(p):
             taken = q.rq_steal()
             if taken:
                 p.stealcount += len(taken)
+                _trace_event(7, p, 0, len(taken), q)     # TR_STEAL (pygmp.trace)
                 g = taken[0]
                 if len(taken) > 1:
                     p.rq_extend(taken[1:])
@@ -552,8 +555,6 @@ def wakep():
         p.spinning = True
         s.nspinning += 1
     p.parker.unpark()
-    if s.sysmonidle:
-        s.sysmonwake.set()
 
 
 # ---------------------------------------------------------------------------

@@ -56,6 +56,15 @@ class Var:
 ENV = (
     Var("GOMAXPROCS", "int", None,
         "number of Ps (worker threads running goroutines); default: num_cpu()", minimum=1),
+    Var("PYGMP_TIMESLICE_US", "int", 10000,
+        "sysmon preempts a goroutine that ran this many microseconds without "
+        "yielding (Go: 10 ms; 0: at every sysmon round, for stress tests)", minimum=0),
+    Var("PYGMP_STALL_MS", "int", 100,
+        "a goroutine holding its worker this many ms where it cannot be preempted "
+        "is a stall (counted; reported with GODEBUG=schedstall=1)", minimum=1),
+    Var("PYGMP_SYSCALL_KEEPALIVE_MS", "int", 10000,
+        "an idle syscall thread (the blocking-call handoff pool) exits after this "
+        "many ms without work", minimum=1),
 )
 
 # GODEBUG=key=value,key=value (Go's runtime keys; others are ignored, as Go does).

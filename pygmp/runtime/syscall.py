@@ -57,6 +57,7 @@ import threading
 import time
 
 from . import proc
+from .._hot import checkpreempt as _checkpreempt, trace_event as _trace_event
 from . import panic as _panic
 from .g import _Gsyscall, _Grunning
 
@@ -209,6 +210,8 @@ def call(fn, args, kwargs):
     g = _current_goroutine()
     if g is None or g.locked:
         return fn(*args, **kwargs)
+    if g.preempt:
+        _checkpreempt()          # a runtime entry (HACKING.md "Preemption")
     try:
         st = _site(_key(fn))
     except TypeError:            # unhashable callable: never inline
@@ -323,6 +326,8 @@ def _mloop(pool, m):
 def _run(s, job, pool, m):
     fn, args, kwargs, ctx = job.fn, job.args, job.kwargs, job.ctx
     job.fn = job.args = job.kwargs = job.ctx = None
+    goid = job.g.goid
+    _trace_event(8, None, goid, 0, fn)       # TR_SYSCALL_BEGIN (pygmp.trace; no-op when off)
     t0 = _perf()
     try:
         job.res = ctx.run(fn, *args, **kwargs)
@@ -330,6 +335,7 @@ def _run(s, job, pool, m):
     except BaseException as e:   # noqa: BLE001 - handed to the caller
         job.res = e
     dt = _perf() - t0
+    _trace_event(9, None, goid, 0, None)     # TR_SYSCALL_END
     fn = args = kwargs = ctx = None
     site = job.site
     job.site = None
