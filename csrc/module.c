@@ -70,7 +70,6 @@ static PyMethodDef mod_methods[] = {
     {"set_allp", (PyCFunction)m_set_allp, METH_O, "set_allp(ps): the live Ps (timers pick and wake them)"},
     {"_timers_debug", (PyCFunction)(void (*)(void))m_timers_debug, METH_FASTCALL, "test hook (timers.c)"},
     {"netpoll_init", (PyCFunction)(void (*)(void))m_netpoll_init, METH_VARARGS | METH_KEYWORDS, "register the network wait's Python side (runtime/netfd.py)"},
-    {"netpolldeadline", (PyCFunction)(void (*)(void))m_netpolldeadline, METH_FASTCALL, "a pollDesc deadline timer fired (timers.RTimer callback)"},
     {"netpoll_inject", (PyCFunction)(void (*)(void))m_netpoll_inject, METH_FASTCALL, "tests: apply one poller event (token, readable, writable)"},
     {"nnetwait", (PyCFunction)m_nnetwait, METH_O, "nnetwait(allp): Gs parked on the network (checkdead)"},
     {"netpoll_stats", (PyCFunction)m_netpoll_stats, METH_NOARGS, "network wait counters"},

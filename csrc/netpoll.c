@@ -31,10 +31,15 @@
  *
  * Deadlines: rd/wd are 0 (none), > 0 (monotonic time, a runtime timer armed)
  * or < 0 (passed: the pending and every later wait fail with ErrTimeout until
- * the deadline moves).  Timers are the Python timer API (timers.RTimer,
- * addtimer, deltimer, set by netpoll_init) and fire netpolldeadline(arg, seq)
- * with arg = (token, kind, dseq); a firing whose fdseq or arming sequence is
- * stale does nothing.  Timers are armed and disarmed outside pd->mu.
+ * the deadline moves).  Each pollDesc keeps its own C runtime timers
+ * (timers.c timer_new_c: rt, wt and bt for accept's back-off; made on first
+ * use, kept for the pollDesc's next lives, as Go's pd.rt/pd.wt).  A firing
+ * acts only if the deadline it serves has really passed now (rd/wd > 0 and
+ * <= now; bwhen for the back-off), so a stale firing (the deadline moved, the
+ * fd closed, the pollDesc reused) does nothing wrong.  Timers are armed and
+ * disarmed outside pd->mu, under the pollDesc's armlk (one timer's add and
+ * delete calls must not race), each reading the deadline as it is then, so
+ * concurrent setters leave the timer armed for the last value.
  *
  * The wait count for checkdead is per P (PObject.nnetwait, for goroutines
  * homed there) plus one counter for thread Gs, summed by nnetwait(allp); no
@@ -52,7 +57,6 @@
 #include <sched.h>
 
 #define PD_READY ((PyObject *)1)
-#define DL_BACKOFF 3            /* timer kind beside PD_READ/PD_WRITE: accept's back-off sleep */
 #define NEVENTS 128             /* events fetched per np_wait */
 
 typedef struct PollerObject PollerObject;
@@ -69,8 +73,11 @@ struct pollDesc {
     pollDesc *freenext;         /* the pollcache free list (guarded by pc_mu) */
     PyObject *rg, *wg;          /* NULL, PD_READY or the parked G (strong) */
     double rd, wd;              /* deadlines: 0 none, > 0 monotonic, < 0 passed */
-    uint32_t rseq, wseq, bseq;  /* arming sequences of the deadline and back-off timers */
-    PyObject *rt, *wt;          /* the armed deadline timers (strong) */
+    double bwhen;               /* accept's back-off sleep ends (0: none) */
+    TimerObject *rt, *wt, *bt;  /* deadline and back-off timers (strong; kept across lives) */
+    PyThread_type_lock armlk;   /* serializes timer_add/timer_del on those timers (a leaf
+                                   but for the timers' own locks; never under pd->mu) */
+    unsigned long tgen;         /* fork generation of the timers and armlk */
 };
 
 struct PollerObject {
@@ -88,7 +95,6 @@ struct PollerObject {
 };
 
 PyObject *ErrClosed, *ErrTimeout, *s_io_wait, *s_io_close;
-static PyObject *py_RTimer, *py_addtimer, *py_deltimer, *deadline_fn;
 static atomic_ulong fork_gen;
 static atomic_long netwait_threads;       /* thread Gs parked in pd_wait */
 static atomic_llong stat_ready_local, stat_ready_remote;
@@ -133,8 +139,7 @@ pollDesc *pd_open(int fd) {
     pd->fd = fd;
     pd->closing = 0;
     pd->rg = pd->wg = NULL;
-    pd->rd = pd->wd = 0;
-    pd->rt = pd->wt = NULL;
+    pd->rd = pd->wd = pd->bwhen = 0;
     pthread_mutex_unlock(&pd->mu);
     return pd;
 nomem:
@@ -205,107 +210,113 @@ static int ready_io(PyObject *g) {
 
 /* ============================================================ deadline timers */
 
-/* Arm a runtime timer that calls netpolldeadline((token, kind, dseq), seq) at
- * monotonic `when`.  New reference, or NULL with an exception. */
-static PyObject *dl_arm(uint64_t token, int kind, uint32_t dseq, double when) {
-    if (!py_RTimer) {
-        PyErr_SetString(PyExc_RuntimeError, "pygmp: netpoll_init() was not called (import pygmp.runtime.netfd)");
-        return NULL;
+/* A deadline timer fired: fail the waiter if the deadline really passed. */
+static void dl_fire(pollDesc *pd, int mode) {
+    PyObject *g = NULL;
+    pthread_mutex_lock(&pd->mu);
+    double *d = mode == PD_READ ? &pd->rd : &pd->wd;
+    if (!pd->closing && *d > 0 && *d <= mono()) {
+        *d = -1;
+        g = slot_take(mode == PD_READ ? &pd->rg : &pd->wg);
     }
-    PyObject *arg = Py_BuildValue("(KiI)", (unsigned long long)token, kind, (unsigned int)dseq);
-    if (!arg) return NULL;
-    PyObject *t = PyObject_CallFunctionObjArgs(py_RTimer, deadline_fn, arg, NULL);
-    Py_DECREF(arg);
-    if (!t) return NULL;
-    PyObject *r = PyObject_CallFunction(py_addtimer, "Od", t, when);
-    if (!r) { Py_DECREF(t); return NULL; }
-    Py_DECREF(r);
+    pthread_mutex_unlock(&pd->mu);
+    if (g && ready_io(g) < 0) PyErr_WriteUnraisable(NULL);
+}
+static void fire_rd(TimerObject *t, void *carg, long long seq) { dl_fire((pollDesc *)carg, PD_READ); }
+static void fire_wd(TimerObject *t, void *carg, long long seq) { dl_fire((pollDesc *)carg, PD_WRITE); }
+/* accept's back-off sleep ended: wake the reader if its sleep is over */
+static void fire_backoff(TimerObject *t, void *carg, long long seq) {
+    pollDesc *pd = (pollDesc *)carg;
+    PyObject *g = NULL;
+    pthread_mutex_lock(&pd->mu);
+    if (pd->bwhen > 0 && pd->bwhen <= mono()) g = slot_take(&pd->rg);
+    pthread_mutex_unlock(&pd->mu);
+    if (g && ready_io(g) < 0) PyErr_WriteUnraisable(NULL);
+}
+
+/* The pollDesc's timer `which` (0 read, 1 write, 2 back-off), made on first
+ * use (outside pd->mu: it allocates) and kept for its later lives; in a fork
+ * child the parent's timers (in the parent's heaps) and armlk (maybe held by a
+ * thread that is gone) are replaced.  Borrowed; NULL with an exception. */
+static TimerObject *pd_timer(pollDesc *pd, int which) {
+    unsigned long gen = atomic_load(&fork_gen);
+    pthread_mutex_lock(&pd->mu);
+    TimerObject **slot = which == 0 ? &pd->rt : which == 1 ? &pd->wt : &pd->bt;
+    TimerObject *t = pd->tgen == gen && pd->armlk ? *slot : NULL;
+    pthread_mutex_unlock(&pd->mu);
+    if (t) return t;
+    timerfire_fn fn = which == 0 ? fire_rd : which == 1 ? fire_wd : fire_backoff;
+    TimerObject *nt = timer_new_c(fn, pd);
+    PyThread_type_lock nl = nt ? PyThread_allocate_lock() : NULL;
+    if (!nl) { Py_XDECREF(nt); if (!PyErr_Occurred()) PyErr_NoMemory(); return NULL; }
+    TimerObject *old[3] = {NULL, NULL, NULL};
+    pthread_mutex_lock(&pd->mu);
+    if (pd->tgen != gen || !pd->armlk) {
+        old[0] = pd->rt; old[1] = pd->wt; old[2] = pd->bt;
+        pd->rt = pd->wt = pd->bt = NULL;
+        pd->armlk = nl;         /* a parent's lock is leaked, never taken again */
+        nl = NULL;
+        pd->tgen = gen;
+    }
+    if (!*slot) { *slot = nt; nt = NULL; }
+    t = *slot;
+    pthread_mutex_unlock(&pd->mu);
+    for (int i = 0; i < 3; i++) Py_XDECREF(old[i]);
+    Py_XDECREF(nt);
+    if (nl) PyThread_free_lock(nl);
     return t;
 }
-/* Disarm and release a timer (steals the reference); preserves a pending exception. */
-static void dl_disarm(PyObject *t) {
-    if (!t || !py_deltimer) { Py_XDECREF(t); return; }
-    PyObject *et, *ev, *etb;
-    PyErr_Fetch(&et, &ev, &etb);
-    PyObject *r = PyObject_CallOneArg(py_deltimer, t);
-    if (!r) PyErr_WriteUnraisable(t);
-    Py_XDECREF(r);
-    Py_DECREF(t);
-    PyErr_Restore(et, ev, etb);
+
+/* Disarm the pollDesc's timers (close).  Preserves a pending exception. */
+static void pd_timers_del(pollDesc *pd) {
+    pthread_mutex_lock(&pd->mu);
+    TimerObject *ts[3] = {pd->rt, pd->wt, pd->bt};
+    PyThread_type_lock lk = pd->tgen == atomic_load(&fork_gen) ? pd->armlk : NULL;
+    pthread_mutex_unlock(&pd->mu);
+    if (!lk) return;
+    lk_acquire(lk);
+    for (int i = 0; i < 3; i++) if (ts[i]) timer_del(ts[i]);
+    lk_release(lk);
+}
+
+/* Arm (or disarm) the deadline timer of `mode` for the deadline as it is now.
+ * Every setter updates the deadline first and syncs after, under armlk, so
+ * the last one to sync arms the last value. */
+static int dl_sync(pollDesc *pd, int mode) {
+    TimerObject *t = pd_timer(pd, mode == PD_READ ? 0 : 1);
+    if (!t) return -1;
+    lk_acquire(pd->armlk);
+    pthread_mutex_lock(&pd->mu);
+    double d = mode == PD_READ ? pd->rd : pd->wd;
+    char closing = pd->closing;
+    pthread_mutex_unlock(&pd->mu);
+    int r = 0;
+    if (d > 0 && !closing) r = timer_add(t, d, 0);
+    else timer_del(t);
+    lk_release(pd->armlk);
+    return r;
 }
 
 int pd_setdeadline(pollDesc *pd, double d, int modes) {
-    PyObject *old[2] = {NULL, NULL}, *wake[2] = {NULL, NULL};
-    uint32_t seq[2] = {0, 0};
+    PyObject *wake[2] = {NULL, NULL};
     pthread_mutex_lock(&pd->mu);
     if (pd->closing) { pthread_mutex_unlock(&pd->mu); return raise_err(1); }
-    uint64_t token = pd_token(pd);
-    uint32_t fdseq = pd->fdseq;
     if (modes & PD_READ) {
-        seq[0] = ++pd->rseq;
-        old[0] = pd->rt; pd->rt = NULL;
         pd->rd = d;
         if (d < 0) wake[0] = slot_take(&pd->rg);
     }
     if (modes & PD_WRITE) {
-        seq[1] = ++pd->wseq;
-        old[1] = pd->wt; pd->wt = NULL;
         pd->wd = d;
         if (d < 0) wake[1] = slot_take(&pd->wg);
     }
     pthread_mutex_unlock(&pd->mu);
     int err = 0;
-    for (int i = 0; i < 2; i++) {
-        dl_disarm(old[i]);
+    for (int i = 0; i < 2; i++)
         if (wake[i] && ready_io(wake[i]) < 0) err = -1;
-    }
-    if (err || d <= 0) return err;
-    for (int i = 0; i < 2; i++) {
-        if (!(modes & (i ? PD_WRITE : PD_READ))) continue;
-        PyObject *t = dl_arm(token, i ? PD_WRITE : PD_READ, seq[i], d);
-        if (!t) return -1;
-        pthread_mutex_lock(&pd->mu);
-        PyObject **slot = i ? &pd->wt : &pd->rt;
-        if (pd->fdseq == fdseq && (i ? pd->wseq : pd->rseq) == seq[i] && !*slot) {
-            *slot = t;          /* still the current arming: keep it to disarm later */
-            t = NULL;
-        }
-        pthread_mutex_unlock(&pd->mu);
-        dl_disarm(t);           /* superseded meanwhile: its firing would be stale anyway */
-    }
+    if (err) return -1;
+    if ((modes & PD_READ) && dl_sync(pd, PD_READ) < 0) return -1;
+    if ((modes & PD_WRITE) && dl_sync(pd, PD_WRITE) < 0) return -1;
     return 0;
-}
-
-/* netpolldeadline((token, kind, dseq), seq): a deadline or back-off timer fired. */
-PyObject *m_netpolldeadline(PyObject *m, PyObject *const *args, Py_ssize_t n) {
-    unsigned long long token;
-    int kind;
-    unsigned int dseq;
-    if (n != 2 || !PyArg_ParseTuple(args[0], "KiI", &token, &kind, &dseq)) {
-        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "netpolldeadline(arg, seq)");
-        return NULL;
-    }
-    pollDesc *pd = pd_lookup((uint32_t)(token >> 32));
-    if (!pd) Py_RETURN_NONE;
-    PyObject *g = NULL, *told = NULL;
-    pthread_mutex_lock(&pd->mu);
-    if (pd->fdseq == (uint32_t)token && !pd->closing) {
-        if (kind == PD_READ && pd->rseq == dseq && pd->rd > 0) {
-            pd->rd = -1;
-            g = slot_take(&pd->rg);
-            told = pd->rt; pd->rt = NULL;
-        } else if (kind == PD_WRITE && pd->wseq == dseq && pd->wd > 0) {
-            pd->wd = -1;
-            g = slot_take(&pd->wg);
-            told = pd->wt; pd->wt = NULL;
-        } else if (kind == DL_BACKOFF && pd->bseq == dseq) {
-            g = slot_take(&pd->rg);
-        }
-    }
-    pthread_mutex_unlock(&pd->mu);
-    Py_XDECREF(told);           /* it fired: nothing to disarm */
-    if (g && ready_io(g) < 0) return NULL;
-    Py_RETURN_NONE;
 }
 
 /* ============================================================ the poller */
@@ -402,8 +413,10 @@ int pd_wait(pollDesc *pd, int mode, double until) {
     GObject *gg = G_CAST(g);
     PyObject **slot = mode == PD_READ ? &pd->rg : &pd->wg;
     PollerObject *drop[2] = {NULL, NULL};
-    uint32_t bseq = 0;
     int e, regerr = 0;
+    TimerObject *bt = NULL;
+    if (until > 0 && !(bt = pd_timer(pd, 2)))
+        PyErr_WriteUnraisable(NULL);    /* no timer: a readiness edge or close still wakes it */
     pthread_mutex_lock(&pd->mu);
     if ((e = pd_err_locked(pd, mode))) goto fail;
     if (*slot == PD_READY) {
@@ -435,15 +448,14 @@ int pd_wait(pollDesc *pd, int mode, double until) {
     atomic_fetch_add(ctr, 1);
     gg->status = Gwaiting;
     gg->waitsince = mono();
-    uint64_t token = pd_token(pd);
-    if (until > 0) bseq = ++pd->bseq;
+    if (bt) pd->bwhen = until;
     pthread_mutex_unlock(&pd->mu);
     Py_XDECREF(drop[0]);
     Py_XDECREF(drop[1]);
-    PyObject *bt = NULL;
-    if (until > 0) {
-        bt = dl_arm(token, DL_BACKOFF, bseq, until);
-        if (!bt) PyErr_WriteUnraisable(NULL);   /* no timer: a readiness edge or close still wakes it */
+    if (bt) {
+        lk_acquire(pd->armlk);
+        if (timer_add(bt, until, 0) < 0) PyErr_WriteUnraisable(NULL);
+        lk_release(pd->armlk);
     }
     int r = gopark_c(gg, s_io_wait);
     if (r < 0) {
@@ -453,6 +465,7 @@ int pd_wait(pollDesc *pd, int mode, double until) {
         pthread_mutex_lock(&pd->mu);
         int withdrew = *slot == g;
         if (withdrew) *slot = NULL;
+        if (bt) pd->bwhen = 0;
         pthread_mutex_unlock(&pd->mu);
         if (withdrew) Py_DECREF(g);
         else if (gg->locked) {
@@ -462,7 +475,7 @@ int pd_wait(pollDesc *pd, int mode, double until) {
         }
         gg->status = Grunning;
         atomic_fetch_sub(ctr, 1);
-        dl_disarm(bt);
+        if (bt) { lk_acquire(pd->armlk); timer_del(bt); lk_release(pd->armlk); }
         Py_DECREF(g);
         PyErr_Restore(et, ev, etb);
         return -1;
@@ -470,10 +483,10 @@ int pd_wait(pollDesc *pd, int mode, double until) {
     gg->status = Grunning;
     atomic_fetch_sub(ctr, 1);
     pthread_mutex_lock(&pd->mu);
-    if (bt) pd->bseq++;         /* a back-off firing from now on is stale */
+    if (bt) pd->bwhen = 0;      /* a back-off firing from now on is stale */
     e = pd_err_locked(pd, mode);
     pthread_mutex_unlock(&pd->mu);
-    dl_disarm(bt);
+    if (bt) { lk_acquire(pd->armlk); timer_del(bt); lk_release(pd->armlk); }
     Py_DECREF(g);
     return e ? raise_err(e) : 0;
 fail:
@@ -505,13 +518,10 @@ void pd_evict(pollDesc *pd) {
     pd->fdseq++;                /* events and timers of this fd's life are stale now */
     PyObject *gr = slot_take(&pd->rg), *gw = slot_take(&pd->wg);
     pd->rg = pd->wg = NULL;
-    PyObject *rt = pd->rt, *wt = pd->wt;
-    pd->rt = pd->wt = NULL;
     pthread_mutex_unlock(&pd->mu);
     if (gr) ready_io(gr);
     if (gw) ready_io(gw);
-    dl_disarm(rt);
-    dl_disarm(wt);
+    pd_timers_del(pd);
 }
 
 void pd_close(pollDesc *pd) {
@@ -528,15 +538,13 @@ void pd_close(pollDesc *pd) {
     pd->fdseq++;
     PyObject *gr = slot_take(&pd->rg), *gw = slot_take(&pd->wg);
     pd->rg = pd->wg = NULL;
-    PyObject *rt = pd->rt, *wt = pd->wt;
-    pd->rt = pd->wt = NULL;
+    pd->rd = pd->wd = pd->bwhen = 0;
     pd->fd = -1;
     pthread_mutex_unlock(&pd->mu);
     Py_XDECREF(pp);
     if (gr) ready_io(gr);       /* none expected: no operation is in flight */
     if (gw) ready_io(gw);
-    dl_disarm(rt);
-    dl_disarm(wt);
+    pd_timers_del(pd);
     pthread_mutex_lock(&pc_mu);
     pd->freenext = pc_free;
     pc_free = pd;
@@ -902,17 +910,10 @@ int netpoll_module_init(void) {
 }
 
 PyObject *m_netpoll_init(PyObject *m, PyObject *args, PyObject *kw) {
-    static char *kwl[] = {"errclosed", "timeouterror", "rtimer", "addtimer", "deltimer", NULL};
-    PyObject *a[5];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOO", kwl, &a[0], &a[1], &a[2], &a[3], &a[4]))
-        return NULL;
-    PyObject *fn = PyObject_GetAttrString(m, "netpolldeadline");
-    if (!fn) return NULL;
-    Py_XSETREF(deadline_fn, fn);
+    static char *kwl[] = {"errclosed", "timeouterror", NULL};
+    PyObject *a[2];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OO", kwl, &a[0], &a[1])) return NULL;
     Py_XSETREF(ErrClosed, Py_NewRef(a[0]));
     Py_XSETREF(ErrTimeout, Py_NewRef(a[1]));
-    Py_XSETREF(py_RTimer, Py_NewRef(a[2]));
-    Py_XSETREF(py_addtimer, Py_NewRef(a[3]));
-    Py_XSETREF(py_deltimer, Py_NewRef(a[4]));
     Py_RETURN_NONE;
 }

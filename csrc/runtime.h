@@ -412,7 +412,6 @@ void pd_evict(pollDesc *pd);               /* closing: wake both waiters with Er
 void pd_close(pollDesc *pd);               /* unregister and return to the cache (before close(fd)) */
 PyObject *pd_state(pollDesc *pd);          /* tests: (rg, wg, token) */
 PyObject *m_netpoll_init(PyObject *m, PyObject *args, PyObject *kw);
-PyObject *m_netpolldeadline(PyObject *m, PyObject *const *args, Py_ssize_t n);
 PyObject *m_netpoll_inject(PyObject *m, PyObject *const *args, Py_ssize_t n);
 PyObject *m_nnetwait(PyObject *m, PyObject *allp);
 PyObject *m_netpoll_stats(PyObject *m, PyObject *u);

@@ -512,3 +512,44 @@ def test_connect_errors_carry_errno():
     with pytest.raises(ConnectionRefusedError) as ei:
         net.dial("tcp", "127.0.0.1:%d" % port)
     assert ei.value.errno == errno.ECONNREFUSED
+
+
+def test_deadlines_of_an_inherited_conn_work_after_fork():
+    """A pollDesc's timers armed in the parent live in the parent's timer
+    heaps; the child gets fresh ones (and a fresh poller registration)."""
+    from _helpers import run_script
+    r = run_script("""
+        import os, socket, time
+        from pygmp import go, chan, net
+        from pygmp.runtime import netfd
+        a, b = socket.socketpair()
+        fd = netfd.fd_from(a)
+        c = net.Conn(fd, "unix")
+        c.set_read_deadline(time.time() + 30)       # armed in the parent
+        res = chan(1)
+        go(lambda: res.send(c.read(1)))             # registered in a parent poller
+        b.send(b"p")
+        assert res.recv() == b"p"
+        pid = os.fork()
+        if pid == 0:
+            try:
+                c.set_read_deadline(time.time() + 0.2)
+                t0 = time.monotonic()
+                try:
+                    c.read(1)
+                    os._exit(3)
+                except net.TimeoutError:
+                    pass
+                assert 0.1 < time.monotonic() - t0 < 5
+                c.set_read_deadline(None)
+                b.send(b"q")
+                got = chan(1)
+                go(lambda: got.send(c.read(1)))
+                os._exit(0 if got.recv() == b"q" else 4)
+            except BaseException:
+                import traceback; traceback.print_exc()
+                os._exit(5)
+        _, st = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(st))
+    """, timeout=60)
+    assert r.returncode == 0 and "child 0" in r.stdout, (r.stdout, r.stderr)

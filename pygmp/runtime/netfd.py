@@ -15,15 +15,14 @@ The mechanism is C, in two concerns (Go's split):
   applies the kernel's events without running Python.
 
 This module holds only what Python must: the error types (``pygmp.net``
-re-exports them), the timer API the deadlines use until the timers are in C,
-and the counters ``pygmp.metrics`` reads.
+re-exports them) and the counters ``pygmp.metrics`` reads.  Deadlines run on
+the C runtime timers (csrc/timers.c).
 """
 
 import builtins
 from collections.abc import Mapping
 
 from .. import _hot
-from .timers import RTimer, addtimer, deltimer
 
 READ = 1
 WRITE = 2
@@ -69,5 +68,4 @@ class _Stats(Mapping):
 
 stats = _Stats()
 
-_hot.netpoll_init(errclosed=ErrClosed, timeouterror=TimeoutError,
-                  rtimer=RTimer, addtimer=addtimer, deltimer=deltimer)
+_hot.netpoll_init(errclosed=ErrClosed, timeouterror=TimeoutError)
