@@ -77,7 +77,7 @@ class BuildExt(build_ext):
 # The runtime core (csrc/runtime.h lists what each file holds); the netpoller
 # is built separately by cffi.
 CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
-                "csrc/select.c", "csrc/stackcache.c"]
+                "csrc/select.c", "csrc/stackcache.c", "csrc/sched.c"]
 
 
 def ext_modules():
@@ -87,7 +87,7 @@ def ext_modules():
         Extension(
             "pygmp._hot",
             CORE_SOURCES,
-            depends=["csrc/runtime.h"],
+            depends=["csrc/runtime.h", "csrc/netpoll.h"],
             include_dirs=[os.path.dirname(greenlet.__file__), "csrc"],
             extra_compile_args=["-fvisibility=hidden"],
         )

@@ -696,7 +696,9 @@ def _installed_pygmp():
         r = subprocess.run([sys.executable, "-c", "import pygmp, os; print(os.path.abspath(pygmp.__file__))"],
                            capture_output=True, text=True, cwd="/")
         path = r.stdout.strip()
-        _INSTALLED = bool(path) and not path.startswith(os.path.dirname(HERE) + os.sep)
+        # a venv inside the checkout (.venv/) holds an installed copy too
+        _INSTALLED = bool(path) and (not path.startswith(os.path.dirname(HERE) + os.sep)
+                                     or os.sep + "site-packages" + os.sep in path)
     return _INSTALLED
 
 

@@ -8,6 +8,10 @@ int proc_import_greenlet(void) {
     PyGreenlet_Import();
     return _PyGreenlet_API ? 0 : -1;
 }
+/* for the other files (sched.c): switch through this file's API table */
+PyObject *glet_switch(PyObject *glet, PyObject *args) {
+    return PyGreenlet_Switch((PyGreenlet *)glet, args, NULL);
+}
 
 /* ===================================================================== G */
 
@@ -106,15 +110,16 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->gfree = PyList_New(0);
     self->timer0 = Py_NewRef(Py_None);
     self->parker = Py_NewRef(Py_None);
-    self->sleepuntil = PyFloat_FromDouble(-1.0);
-    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
+    self->sleepuntil = -1.0;
+    self->pollmu = PyThread_allocate_lock();
+    if (!self->gfree || !self->pollmu) { Py_DECREF(self); return NULL; }
     return (PyObject *)self;
 }
 static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->timer0); Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    Py_VISIT(self->timer0); Py_VISIT(self->parker);
     Py_VISIT((PyObject *)self->lock);
     return 0;
 }
@@ -126,13 +131,14 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->timer0); Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    Py_CLEAR(self->timer0); Py_CLEAR(self->parker);
     return 0;
 }
 static void P_dealloc(PObject *self) {
     PyObject_GC_UnTrack(self);
     P_clear(self);
     Py_CLEAR(self->lock);
+    if (self->pollmu) PyThread_free_lock(self->pollmu);
     PyMem_RawFree(self->rq);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -224,11 +230,7 @@ int put_remote(PObject *p, PyObject *g) {
     int sleeping = p->sleeping;
     PUNLOCK(p);
     if (r < 0) { Py_DECREF(g); PyErr_NoMemory(); return -1; }
-    if (sleeping) {
-        PyObject *res = PyObject_CallMethodNoArgs(p->parker, s_unpark);
-        if (!res) return -1;
-        Py_DECREF(res);
-    }
+    if (sleeping) return unpark_c(p, WAKE_WORK);
     return 0;
 }
 static PyObject *P_rq_put_remote(PObject *p, PyObject *g) {
@@ -282,6 +284,7 @@ static PyMethodDef P_methods[] = {
     {"rq_steal", (PyCFunction)P_rq_steal, METH_NOARGS, "runqgrab: take half of the movable Gs (runnext too if stuck); None if none"},
     {"rq_grab_movable", (PyCFunction)P_rq_grab_movable, METH_O, "take up to n movable Gs"},
     {"rq_snapshot", (PyCFunction)P_rq_snapshot, METH_NOARGS, "list of the Gs in the runq"},
+    {"set_cpoll", (PyCFunction)P_set_cpoll, METH_O, "set_cpoll(addr): idle-wait and poll in this np_poller from C (0: none)"},
     {NULL}};
 static PyMemberDef P_members[] = {
     {"lock", T_OBJECT, offsetof(PObject, lock), READONLY, NULL},
@@ -297,8 +300,18 @@ static PyMemberDef P_members[] = {
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
     {"timer0", T_OBJECT, offsetof(PObject, timer0), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
-    {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
+    {"sleepuntil", T_DOUBLE, offsetof(PObject, sleepuntil), READONLY, "idle until (monotonic): -1 unknown, inf no timer (p.lock)"},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
+    {"idle", T_BOOL, offsetof(PObject, onidle), READONLY, "on sched's idle list (sched.lock)"},
+    {"spinning", T_BOOL, offsetof(PObject, spinning), READONLY, "looking for work (sched.lock)"},
+    {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here, not dead (owner)"},
+    {"stealcount", T_LONGLONG, offsetof(PObject, stealcount), 0, "Gs this P stole"},
+    {"nparks", T_LONGLONG, offsetof(PObject, nparks), READONLY, "idle waits"},
+    {"nfutile", T_LONGLONG, offsetof(PObject, nfutile), READONLY, "spin wake-ups that found no work and slept again without the GIL"},
+    {"nemptywakes", T_LONGLONG, offsetof(PObject, nemptywakes), READONLY, "idle waits that took the GIL and then ran nothing"},
+    {"npolls", T_LONGLONG, offsetof(PObject, npolls), READONLY, "non-blocking polls of this P's poller by its owner"},
+    {"npollready", T_LONGLONG, offsetof(PObject, npollready), READONLY, "Gs readied by this P's own polls and waits"},
+    {"nremotepolls", T_LONGLONG, offsetof(PObject, nremotepolls), READONLY, "polls of other Ps' pollers that readied Gs"},
     {NULL}};
 PyTypeObject PType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -325,11 +338,7 @@ int runqput_c(PObject *p, PyObject *g, int nxt) {
     if (rq_push(p, g) < 0) { PUNLOCK(p); Py_DECREF(g); PyErr_NoMemory(); return -1; }
     int spill = p->nmovable > RUNQ_MOVABLE_MAX;
     PUNLOCK(p);
-    if (spill) {
-        PyObject *r = PyObject_CallOneArg(py_runqputslow, (PyObject *)p);
-        if (!r) return -1;
-        Py_DECREF(r);
-    }
+    if (spill) return runqputslow(p);
     return 0;
 }
 
@@ -351,27 +360,45 @@ PyObject *runqget_c(PObject *p) {
     return g;
 }
 
-/* next_local: fast path in C; the fairness tick, due timers and a non-empty
- * global queue go to Python's next_local_slow.  New ref, or NULL (none, or
- * an error if PyErr_Occurred()). */
+/* next_local: the next G this P can run without blocking or stealing (Go's
+ * runqget plus findRunnable's first checks): every 61st tick one G from the
+ * global queue (fairness); the P's own poller when it has not been looked at
+ * for NETPOLL_BUSY_INTERVAL (checked every 4th tick: a clock read); due timers;
+ * runnext/the runq; then a batch from the global queue.  New ref, or NULL
+ * (none, or an error if PyErr_Occurred()). */
+#define NETPOLL_BUSY_INTERVAL 0.002
 PyObject *next_local_c(PObject *p) {
-    int slow = ((p->schedtick + 1) % FAIRNESS_TICKS) == 0;
-    if (!slow && p->timer0 != Py_None) {
-#ifdef __linux__
-        double t0 = PyFloat_AS_DOUBLE(p->timer0);
-        slow = t0 <= mono();
-#else
-        slow = 1;
-#endif
+    SchedObject *s = sched_c;
+    int globwork = s && s->runq && Py_SIZE(s->runq) > 0 && !p->draining;   /* hint */
+    if (((p->schedtick + 1) % FAIRNESS_TICKS) == 0) {
+        p->schedtick++;
+        if (globwork) {
+            PyObject *g = globrunqget(p, 1);
+            if (g) { p->streak = 0; return g; }
+            if (PyErr_Occurred()) return NULL;
+        }
     }
-    if (!slow) {
-        PyObject *g = runqget_c(p);
-        if (g || !glob_runq || Py_SIZE(glob_runq) == 0) return g;
+    if (p->cpoll ? (p->schedtick & 3) == 0 : (p->schedtick % FAIRNESS_TICKS) == 0)
+        if (pymono() - p->lastpoll > NETPOLL_BUSY_INTERVAL && netpoll_own(p) < 0) return NULL;
+    if (p->timer0 != Py_None) {
+        double t0 = PyFloat_AsDouble(p->timer0);
+        if (t0 <= pymono()) {
+            static PyObject *runtimers;
+            if (!runtimers) {
+                PyObject *mod = PyImport_ImportModule("pygmp.runtime.timers");
+                if (!mod) return NULL;
+                runtimers = PyObject_GetAttrString(mod, "runtimers");
+                Py_DECREF(mod);
+                if (!runtimers) return NULL;
+            }
+            PyObject *r = PyObject_CallOneArg(runtimers, (PyObject *)p);
+            if (!r) return NULL;
+            Py_DECREF(r);
+        }
     }
-    PyObject *g = PyObject_CallOneArg(py_next_local, (PyObject *)p);
-    if (!g) return NULL;
-    if (g == Py_None) { Py_DECREF(g); return NULL; }
-    return g;
+    PyObject *g = runqget_c(p);
+    if (g || !s || !s->runq || Py_SIZE(s->runq) == 0 || p->draining) return g;
+    return globrunqget(p, 0);
 }
 
 /* Switch from the current G to nxt (a new reference, stolen; NULL: to g0).

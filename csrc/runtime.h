@@ -6,6 +6,9 @@
  *   lock.c        Lock: the PyThread lock exposed to Python as p.lock
  *   proc.c        G and P (runqueue ring, runnext), runqput/runqget,
  *                 next_local, switch/gopark/goready/getg
+ *   sched.c       the worker's schedule loop (findrunnable, stealing, wakep,
+ *                 spinning, GOMAXPROCS draining), the idle wait, the global
+ *                 queue and the Sched base
  *   chan.c        channels (chan.go): buffer ring, sudog wait queues, close
  *   select.c      select (select.go): lock order, random poll order, park on all
  *   stackcache.c  cache of greenlets' interpreter data-stack chunks
@@ -56,7 +59,7 @@ typedef struct {
     double waitsince;
 } GObject;
 
-typedef struct {
+typedef struct PObject {
     PyObject_HEAD
     LockObject *lock;
     PyObject **rq;
@@ -66,9 +69,45 @@ typedef struct {
     long long schedtick;
     int streak;
     char stuck, sleeping, draining;
-    PyObject *curg, *g0, *gfree, *timer0, *parker, *sleepuntil;
+    PyObject *curg, *g0, *gfree, *timer0, *parker;
     double lastpoll;
+    /* sched.c: the worker loop and idle wait.  sleepuntil is guarded by
+       p->lock (as rq and sleeping); idlenext/onidle/spinning by the sched lock;
+       the counters and nhomed by the owner thread; cpoll by pollmu for threads
+       other than the owner (the owner alone clears it, at retirement). */
+    double sleepuntil;            /* idle until (monotonic): -1 unknown, +inf no timer */
+    struct PObject *idlenext;     /* sched's pidle list */
+    char onidle, spinning, ransinceidle;
+    Py_ssize_t nhomed;            /* started Gs homed here and not dead */
+    void *cpoll;                  /* this P's np_poller (its PollParker's), or NULL */
+    PyThread_type_lock pollmu;    /* guards cpoll against retirement (wakers, remote polls) */
+    atomic_int notified;          /* wake token posted and not yet consumed (cpoll Ps) */
+    atomic_int wakewhy;           /* WAKE_* bits of the unparks since the last look */
+    long long stealcount, nparks, nfutile, nemptywakes, npolls, npollready, nremotepolls;
 } PObject;
+
+/* Go's schedt: what the worker loop needs from the global scheduler state,
+ * readable without the GIL under `lock` (sched.lock).  The Python Sched
+ * (runtime/proc.py) subclasses it and keeps the rest. */
+typedef struct {
+    PyObject_HEAD
+    LockObject *lock;
+    PyObject *runq;               /* global queue: a deque of movable Gs (lock) */
+    PyObject *allp;               /* list of live Ps, copy-on-write (lock to replace) */
+    PObject **allpv;              /* the same, for C (lock); Ps are kept alive by everp */
+    Py_ssize_t nallp;
+    PObject *pidle;               /* idle Ps, linked by idlenext (lock) */
+    Py_ssize_t npidle, nspinning, nidle;   /* (lock) */
+    PyObject *everp;              /* every P ever made: borrowed P pointers stay valid */
+    char sysmonidle;
+    PyObject *sysmonwake;         /* threading.Event sysmon sleeps on when all is idle */
+} SchedObject;
+
+/* why a P was unparked (p->wakewhy): a spin wake (wakep) may be dropped
+   without the GIL when no work is visible; any other reason takes the GIL */
+#define WAKE_SPIN 1
+#define WAKE_WORK 2
+#define WAKE_OTHER 4
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
 
@@ -97,7 +136,7 @@ typedef struct ChanObject {
 #define P_CAST(o) ((PObject *)(o))
 #define C_CAST(o) ((ChanObject *)(o))
 
-extern PyTypeObject LockType, GType, PType, ChanType;
+extern PyTypeObject LockType, GType, PType, ChanType, SchedType;
 
 /* ------------------------------------------------------------ globals (module.c) */
 
@@ -105,18 +144,19 @@ extern PyTypeObject LockType, GType, PType, ChanType;
  * boundary"), set once by init(). */
 extern PyObject *py_getg;          /* proc._getg_slow(): the G of a thread with no P */
 extern PyObject *py_park_thread;   /* proc._park_thread(g): block a thread G's OS thread */
-extern PyObject *py_next_local;    /* proc.next_local(p): fairness tick, due timers, global queue */
 extern PyObject *py_bind;          /* proc._bind(p, g, glet): home g on p at its first run */
-extern PyObject *py_runqputslow;   /* proc._runqputslow(p): spill movable Gs to the global queue */
 extern PyObject *py_park_current;  /* proc.park_current(reason): park forever (nil channel, empty select) */
 extern PyObject *py_freeze;        /* proc._freeze(): block this worker forever (exit) */
 extern PyObject *PanicError;
 extern PyObject *default_case;     /* the `default` sentinel of select */
-extern PyObject *glob_runq;        /* sched.runq deque (hint: non-empty?) */
+extern PyObject *py_glet_for;      /* proc._glet_for(p, g): g's greenlet on g0 (binds it) */
+extern PyObject *py_checkdead;     /* proc.checkdead(): the last P goes idle with no timer */
+extern SchedObject *sched_c;       /* the running runtime's Sched (sched.c) */
 extern atomic_int exiting;         /* the process is exiting: workers freeze at their next park */
 extern PyObject *tuple_none;       /* (None,) */
 extern PyObject *s_release, *s_acquire, *s_unpark, *s_chan_send, *s_chan_recv,
-                *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil;
+                *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil,
+                *s_park, *s_poll, *s_append, *s_popleft, *s_set;
 /* the P this worker thread drives (borrowed; the P outlives its worker) */
 extern _Thread_local PyObject *tls_p;
 extern _Thread_local uint64_t rng_state;
@@ -158,6 +198,7 @@ PyObject *Lock_new(PyTypeObject *t, PyObject *a, PyObject *k);
 
 /* proc.c */
 int proc_import_greenlet(void);
+PyObject *glet_switch(PyObject *glet, PyObject *args);
 /* proc.c: runqueues (caller of rq_* holds p->lock) */
 int rq_push(PObject *p, PyObject *g);
 PyObject *rq_pop(PObject *p);
@@ -189,6 +230,23 @@ void sudog_free(sudog *s);
 int buf_push(ChanObject *c, PyObject *v);
 PyObject *buf_pop(ChanObject *c);
 PyObject *current_g(const char *what);
+
+/* sched.c: the worker loop, idle wait, wakep, global queue */
+double pymono(void);
+int unpark_c(PObject *p, int why);
+void wakep_c(void);
+int netpoll_own(PObject *p);
+PyObject *globrunqget(PObject *p, Py_ssize_t maxn);
+int runqputslow(PObject *p);
+PyObject *m_schedule(PyObject *m, PyObject *p);
+PyObject *m_wakep(PyObject *m, PyObject *u);
+PyObject *m_wakep_idle(PyObject *m, PyObject *u);
+void wakep_if_none_running(void);
+PyObject *m_unpark(PyObject *m, PyObject *p);
+PyObject *m_netpoll_poll(PyObject *m, PyObject *p);
+PyObject *m_set_sched(PyObject *m, PyObject *s);
+PyObject *m_netpoll_setup(PyObject *m, PyObject *const *args, Py_ssize_t n);
+PyObject *P_set_cpoll(PObject *p, PyObject *arg);
 
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);

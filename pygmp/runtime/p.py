@@ -27,9 +27,9 @@ RUNQ_MOVABLE_MAX = 256     # Go's local ring size: movable Gs beyond it spill to
 RUNNEXT_STREAK_MAX = 3     # at most this many consecutive runnext picks (Tokio's LIFO-slot cap)
 
 
-_PYFIELDS = ("id", "status", "nhomed", "gs", "ngdelta", "goidcache", "goidend",
-             "timers", "tlock", "ntimers", "timerseq", "idle", "spinning",
-             "thread", "ident", "stealcount", "m", "__weakref__")
+_PYFIELDS = ("id", "status", "gs", "ngdelta", "goidcache", "goidend",
+             "timers", "tlock", "ntimers", "timerseq",
+             "thread", "ident", "m", "__weakref__")
 
 
 class P(_hot.PBase):
@@ -47,7 +47,6 @@ class P(_hot.PBase):
         self.status = _Pidle
         self.parker = parker
         self.m = None
-        self.nhomed = 0
         self.gs = set()
         self.ngdelta = 0
         self.goidcache = 0
@@ -56,11 +55,8 @@ class P(_hot.PBase):
         self.tlock = threading.Lock()
         self.ntimers = 0
         self.timerseq = 0
-        self.idle = False        # guarded by sched.lock: on sched.pidle
-        self.spinning = False    # guarded by sched.lock
         self.thread = None
         self.ident = None
-        self.stealcount = 0
 
     def __repr__(self):
         return "<P %d>" % self.id

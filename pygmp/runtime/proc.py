@@ -1,5 +1,7 @@
-"""The scheduler (Go's proc.go): M, sched, newproc, schedule/findrunnable,
-gopark/goready, work stealing, wakep, gomaxprocs and checkdead.
+"""The scheduler (Go's proc.go), Python half: M, Sched, start-up, newproc
+(``go``), gosched, gomaxprocs, checkdead and the worker thread's life.  The
+worker loop itself (schedule/findrunnable, stealing, wakep, spinning, the idle
+wait) is C: ``_hot.schedule`` (csrc/sched.c).
 
 Invariants are written down in ../HACKING.md; the short version:
 
@@ -17,7 +19,6 @@ Invariants are written down in ../HACKING.md; the short version:
 import collections
 import contextvars
 import os
-import random
 import sys
 import threading
 import time
@@ -27,13 +28,15 @@ from greenlet import greenlet, getcurrent, GreenletExit
 from . import panic as _panic
 from . import settings as _settings
 from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
-from .p import P, RUNQ_MOVABLE_MAX, _Prunning, _Pdead
+from .p import P, _Prunning, _Pdead
 from .. import _hot
 
 _monotonic = time.monotonic
 runqput = _hot.runqput          # owner-only put; nxt: into runnext
 runqget = _hot.runqget          # owner-only get: runnext (capped streak), then the runq
-next_local_fast = _hot.next_local   # runqget + the slow cases via next_local below
+next_local_fast = _hot.next_local   # runqget, fairness tick, own poller, timers, global queue
+wakep = _hot.wakep              # new movable work: wake an idle P unless one spins
+unpark = _hot.unpark            # unpark(p): wake p's idle wait (or make the next one return)
 gopark = _hot.gopark            # park the current G (caller published a waiter)
 goready = _hot.goready          # make a parked G runnable on its home P
 _switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
@@ -43,11 +46,8 @@ _get_ident = threading.get_ident
 
 GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
 STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
-GLOBRUNQ_BATCH_MAX = 128
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
-FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
-NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (checked every 61 ticks)
-NETPOLL_STALE = 0.010      # an idle P polls a busy P's fds when they have not been polled for this long
+NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (csrc/proc.c next_local)
 
 
 class M:
@@ -61,17 +61,16 @@ class M:
         self.ident = _get_ident()
 
 
-class Sched:
+class Sched(_hot.SchedBase):
     """Global scheduler state (Go's schedt).  Everything here is guarded by ``lock``
-    unless noted."""
+    unless noted.  The C base (csrc/sched.c, struct SchedObject) holds what the
+    worker loop reads without the GIL: ``lock``, ``runq`` (the global queue,
+    movable Gs only), ``allp`` (copy-on-write: replaced under ``lock``, never
+    mutated), the idle list (``pidle``, ``npidle``), ``nspinning``, ``nidle``
+    (Ps in their idle wait, draining ones too)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.runq = collections.deque()      # global runqueue: movable Gs only
-        self.pidle = []                      # idle Ps (not draining)
-        self.nspinning = 0
-        self.nidle = 0                       # Ps in their idle wait, draining ones too
-        self.allp = []                       # copy-on-write: replaced, never mutated
+        self.runq = collections.deque()
         self.goidgen = 1                     # goid 1 is the main goroutine
         self.ngdelta = 0                     # goroutines created/exited off any P, or by retired Ps
         self.maing = None
@@ -131,7 +130,7 @@ def start():
         m0.tg = s.maing
         s.threadgs[mt.ident] = s.maing
         _sched = s
-        _hot.set_globrunq(s.runq)
+        _hot.set_sched(s)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS)
         _procresize(s, _initial_procs(s.settings))
         for hook in _start_hooks:
@@ -213,9 +212,11 @@ def go(fn, *args, **kwargs):
         g = G(goid, fn, args, kwargs, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
+        # No wakep: this P is running and gets to g; another P would only
+        # take the GIL from it.  sysmon wakes an idle P when movable work
+        # waits on a P that has not scheduled for its period (a G in a long
+        # stretch, or blocked outside Python): HACKING.md "Which P runs new work".
         runqput(p, g, True)
-        if s.pidle and not s.nspinning and p.nmovable:
-            wakep()
         return
     cur = getg()
     with s.lock:
@@ -224,60 +225,7 @@ def go(fn, *args, **kwargs):
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
-    wakep()
-
-
-# ---------------------------------------------------------------------------
-# runqueues
-
-def _runqputslow(p):
-    """Local movable Gs overflowed: move half of them to the global queue."""
-    batch = p.rq_grab_movable(RUNQ_MOVABLE_MAX // 2)
-    if batch:
-        s = _sched
-        with s.lock:
-            s.runq.extend(batch)
-
-
-def globrunqget(p, maxn):
-    """Take a batch from the global queue: one to return, the rest to p's runq."""
-    s = _sched
-    with s.lock:
-        n = len(s.runq)
-        if n == 0:
-            return None
-        k = min(n, n // max(1, len(s.allp)) + 1, GLOBRUNQ_BATCH_MAX)
-        if maxn > 0:
-            k = min(k, maxn)
-        batch = [s.runq.popleft() for _ in range(k)]
-    g = batch[0]
-    if len(batch) > 1:
-        p.rq_extend(batch[1:])
-    return g
-
-
-def next_local(p):
-    """The next G this P can run without blocking or stealing; runs due timers.
-    The C core's next_local calls this one every 61st tick, when a timer may be
-    due, or when the global queue has work."""
-    if (p.schedtick + 1) % FAIRNESS_TICKS == 0:
-        p.schedtick += 1
-        # a busy P polls its fds every few ms so I/O waiters are not starved
-        if _monotonic() - p.lastpoll > NETPOLL_BUSY_INTERVAL:
-            p.parker.poll()
-        if _sched.runq and not p.draining:
-            g = globrunqget(p, 1)        # fairness: the global queue is not starved
-            if g is not None:
-                p.streak = 0
-                return g
-    t0 = p.timer0
-    if t0 is not None and t0 <= _monotonic():
-        from .timers import runtimers
-        runtimers(p)
-    g = runqget(p)
-    if g is None and _sched.runq and not p.draining:
-        g = globrunqget(p, 0)
-    return g
+    _hot.wakep_idle()
 
 
 # ---------------------------------------------------------------------------
@@ -392,7 +340,7 @@ def gosched():
     if alone:
         # nothing else runnable here, but a lone gosched loop must not starve
         # this P's I/O waiters: poll the fds every few ms (netfd readies onto p)
-        if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not p.parker.poll():
+        if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not _hot.netpoll_poll(p):
             return
     g.status = _Grunnable
     p.rq_append(g)
@@ -404,7 +352,7 @@ def gosched():
 
 
 # ---------------------------------------------------------------------------
-# the worker loop (g0), findrunnable, stealing, idle
+# the worker thread: its loop is C (_hot.schedule, csrc/sched.c)
 
 def _worker(p):
     m = M("worker", p)
@@ -415,18 +363,7 @@ def _worker(p):
     p.ident = m.ident
     p.status = _Prunning
     try:
-        while True:
-            g = findrunnable(p)
-            if g is None:
-                break
-            # A G that switches back to g0 may hand over an unstarted G: new
-            # greenlets are only ever created here, on g0's shallow stack (a
-            # greenlet starts at the recursion depth of whoever switched to it).
-            while g is not None:
-                glet = g.glet or _glet_for(p, g)
-                p.curg = g
-                g.status = _Grunning
-                g = glet.switch(g)
+        _hot.schedule(p)      # returns when p has drained and retires
     finally:
         _retire(p)
 
@@ -440,17 +377,13 @@ def _retire(p):
             pass
     p.gfree.clear()
     p.status = _Pdead
+    p.set_cpoll(0)                       # wakers and remote pollers let go of it first
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
         from .timers import movetimers
         movetimers(p, s)
         with s.lock:
-            if p.spinning:               # woken by wakep, then retired: not spinning any more
-                p.spinning = False
-                s.nspinning -= 1
-            if p.idle:
-                p.idle = False
-                s.pidle.remove(p)
+            s.unidle_locked(p)           # woken by wakep, then retired: not spinning any more
             s.allp = [q for q in s.allp if q is not p]
             s.ngdelta += p.ngdelta
             s.stealcount += p.stealcount
@@ -460,188 +393,13 @@ def _retire(p):
             s.nworkers -= 1
 
 
-def findrunnable(p):
-    s = _sched
-    while True:
-        if s.exiting:
-            _freeze()
-        if p.draining:
-            if p.spinning:
-                _resetspinning(p)
-            _drain(p)
-            if p.nhomed == 0:
-                return None
-        g = next_local_fast(p)
-        if g is not None:
-            if p.spinning:
-                _resetspinning(p)
-            return g
-        # non-blocking netpoll: ready Gs waiting on this P's fds
-        if p.parker.poll():
-            continue
-        if not p.draining:
-            g = _stealwork(p)
-            if g is not None:
-                if p.spinning:
-                    _resetspinning(p)
-                return g
-        _idle(p)
-
-
-def _drain(p):
-    """A removed P gives away its movable Gs and then runs only its homed Gs."""
-    moved = p.rq_grab_movable(1 << 30)
-    with p.lock:
-        nx = p.runnext
-        if nx is not None and nx.home is None:
-            p.runnext = None
-            moved.append(nx)
-    if moved:
-        s = _sched
-        with s.lock:
-            s.runq.extend(moved)
-        wakep()
-
-
-def _resetspinning(p):
-    s = _sched
-    with s.lock:
-        if p.spinning:
-            p.spinning = False
-            s.nspinning -= 1
-        more = bool(s.runq)
-    if more:
-        wakep()
-
-
-def _stealwork(p):
-    s = _sched
-    allp = s.allp
-    if len(allp) < 2 and p.timer0 is None:
-        return None
-    now = _monotonic()
-    victims = list(allp)
-    random.shuffle(victims)
-    for q in victims:
-        if q is p:
-            continue
-        t0 = q.timer0
-        if t0 is not None and t0 <= now:
-            from .timers import runtimers
-            runtimers(q)
-        # a busy or blocked P must not hold up readiness of fds in its poller
-        if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
-            q.parker.poll()
-        if q.nmovable or (q.stuck and q.runnext is not None):
-            taken = q.rq_steal()
-            if taken:
-                p.stealcount += len(taken)
-                g = taken[0]
-                if len(taken) > 1:
-                    p.rq_extend(taken[1:])
-                return g
-    return runqget(p)     # other Ps' timers may have readied Gs homed here
-
-
-def _next_deadline(s):
-    d = None
-    for q in s.allp:
-        t = q.timer0
-        if t is not None and (d is None or t < d):
-            d = t
-    return d
-
-
-def _idle(p):
-    """Nothing to run: publish idleness, recheck everything, then sleep until
-    woken (new work) or the earliest timer of any P is due."""
-    s = _sched
-    with s.lock:
-        if s.runq and not p.draining:
-            return                                 # new global work: go round again
-        if p.spinning:
-            p.spinning = False
-            s.nspinning -= 1
-        if not p.draining:
-            p.idle = True
-            s.pidle.append(p)
-        s.nidle += 1
-        alldead = s.nidle == len(s.allp)
-    try:
-        _idle_sleep(p, s, alldead)
-    finally:
-        with s.lock:
-            s.nidle -= 1
-            if p.idle:
-                p.idle = False
-                try:
-                    s.pidle.remove(p)
-                except ValueError:
-                    pass
-
-
-def _idle_sleep(p, s, alldead):
-    # Publish "sleeping, deadline unknown" first, then read the timers: a timer
-    # added concurrently either is seen here or its adder sees us sleeping with
-    # an unknown/later deadline and unparks us (timers.wake_for_timer).
-    with p.lock:
-        sleep = not p.rq_len() and p.runnext is None
-        p.sleeping = sleep
-        p.sleepuntil = SLEEP_UNKNOWN
-    try:
-        if sleep and not p.draining:
-            if s.runq:
-                sleep = False
-            else:
-                for q in s.allp:
-                    if q is not p and q.nmovable:
-                        sleep = False
-                        break
-        if not sleep:
-            return
-        deadline = _next_deadline(s)
-        with p.lock:
-            p.sleepuntil = deadline
-        if deadline is None:
-            if alldead:
-                checkdead()
-            p.parker.park(None)
-        else:
-            t = deadline - _monotonic()
-            if t > 0:
-                p.parker.park(t)
-    finally:
-        with p.lock:
-            p.sleeping = False
-            p.sleepuntil = SLEEP_UNKNOWN
-
-
-SLEEP_UNKNOWN = -1.0
-
-
-def wakep():
-    """New movable work: wake one idle P unless one is already looking."""
-    s = _sched
-    if not s.pidle or s.nspinning:
-        return
-    with s.lock:
-        if not s.pidle or s.nspinning:
-            return
-        p = s.pidle.pop()
-        p.idle = False
-        p.spinning = True
-        s.nspinning += 1
-    p.parker.unpark()
-    if s.sysmonidle:
-        s.sysmonwake.set()
-
-
 # ---------------------------------------------------------------------------
 # GOMAXPROCS
 
 def _newp(s):
     p = P(s.nextpid, _new_parker(s))
     p.parker.bind(p)          # the parker updates p.lastpoll
+    p.set_cpoll(_cpoll_addr(p.parker))
     s.nextpid += 1
     return p
 
@@ -649,6 +407,26 @@ def _newp(s):
 def _new_parker(s):
     from . import park
     return park.new_parker(s.settings.PYGMP_NETPOLL_SHARED)
+
+
+_netpoll_c = False
+
+
+def _cpoll_addr(parker):
+    """The np_poller behind a per-P PollParker (0 for any other parker): the C
+    worker loop waits and polls in it directly (csrc/sched.c park_c), so an
+    idle P's wake-up takes the GIL only when there is something to run and a
+    non-blocking poll never releases it."""
+    global _netpoll_c
+    from . import park
+    if type(parker) is not park.PollParker:
+        return 0
+    from ._netpoll import ffi, lib
+    if not _netpoll_c:
+        _hot.netpoll_setup(int(ffi.cast("uintptr_t", ffi.addressof(lib, "np_wait"))),
+                           int(ffi.cast("uintptr_t", ffi.addressof(lib, "np_break"))))
+        _netpoll_c = True
+    return int(ffi.cast("uintptr_t", parker._poller._p))
 
 
 def _startworker(s, p):
@@ -677,14 +455,12 @@ def _procresize(s, n):
             keep, drop = live[:n], live[n:]
             for p in drop:
                 p.draining = True
-                if p.idle:
-                    p.idle = False
-                    s.pidle.remove(p)
+                s.unidle_locked(p)
             s.allp = keep + [p for p in s.allp if p.draining]
         s.gomaxprocs = n
         drained = [p for p in s.allp if p.draining]
     for p in drained:
-        p.parker.unpark()
+        unpark(p)
     return old
 
 
@@ -771,7 +547,7 @@ def _after_fork_child():
     _sched = None
     _tls = threading.local()
     _hot.set_current_p(None)
-    _hot.set_globrunq(None)
+    _hot.set_sched(None)
 
 
 def _freeze():
@@ -796,6 +572,14 @@ def forked_stale_sched(s):
 from .chan import default as _default
 _getg_slow = getg               # a thread with no P (main, plain, go_locked threads)
 getg = _hot.getg
-_hot.init(getg=_getg_slow, park_thread=_park_thread, next_local=next_local,
-          bind=_bind, runqputslow=_runqputslow, park_current=park_current,
-          panic_error=_panic.PanicError, default=_default)
+_hot.init(getg=_getg_slow, park_thread=_park_thread, bind=_bind,
+          park_current=park_current, panic_error=_panic.PanicError, default=_default,
+          glet_for=_glet_for, checkdead=checkdead)
+
+
+def sched_stats():
+    """Per-P scheduler counters (bench/tail_diag.py; HACKING.md, tail latency)."""
+    s = _sched
+    if s is None:
+        return {}
+    return {"P%d" % p.id: st for p, st in zip(s.allp, s.p_stats())}

@@ -61,7 +61,7 @@ def _atexit():
     s.exiting = True
     _hot.set_exiting(proc._freeze)
     for p in list(s.allp):
-        p.parker.unpark()
+        proc.unpark(p)
     deadline = time.monotonic() + EXIT_FREEZE_WAIT
     while time.monotonic() < deadline:
         with s.lock:

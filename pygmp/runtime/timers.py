@@ -150,7 +150,7 @@ def wake_for_timer(s, p, when):
         with p.lock:
             late = p.sleeping and (p.sleepuntil is None or p.sleepuntil > when or p.sleepuntil < 0)
         if late:
-            p.parker.unpark()
+            proc.unpark(p)
             return
     # p is running (it will run the timer itself unless it blocks): if another P
     # sleeps past ``when``, wake one so a blocked p cannot delay the timer.
@@ -163,7 +163,7 @@ def wake_for_timer(s, p, when):
             su = q.sleepuntil
             late = su is None or su < 0 or su > when
         if late:
-            q.parker.unpark()
+            proc.unpark(q)
         return
 
 
