@@ -454,7 +454,6 @@ static int park_c(PObject *p, double timeout) {
     }
     np_event evs[POLL_EVENTS];
     int n = 0;
-    long long futile = 0;
     Py_BEGIN_ALLOW_THREADS
     double until = timeout < 0 ? -1.0 : mono() + timeout;
     for (;;) {
@@ -480,10 +479,9 @@ static int park_c(PObject *p, double timeout) {
         /* woken to spin, and the work is gone: idle again, look once more */
         reidle_nogil(p);
         if (work_visible_nogil(p)) break;
-        futile++;
+        p->nfutile++;        /* owner-written; read by diagnostics */
     }
     Py_END_ALLOW_THREADS
-    p->nfutile += futile;
     p->lastpoll = pymono();
     if (n < 0) {
         PyErr_SetFromErrno(PyExc_OSError);
