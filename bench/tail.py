@@ -99,7 +99,7 @@ def _readn(s, buf, n):
 
 # -- client processes -----------------------------------------------------------
 
-def heavy_main(port, proto, nclients, depth, secs):
+def heavy_main(port, proto, nclients, depth, secs, pause=0.0):
     req = (HTTP_REQ if proto == "http" else RESP_REQ) * depth
     counts = [0] * nclients
     stop = time.monotonic() + secs
@@ -113,6 +113,8 @@ def heavy_main(port, proto, nclients, depth, secs):
                 s.sendall(req)
                 _readn(s, buf, size * depth)
                 counts[i] += depth
+                if pause:
+                    time.sleep(pause)
             s.close()
         except OSError as e:
             errs.append(repr(e))
@@ -147,10 +149,16 @@ def light_main(port, proto, secs, gap):
 
 # -- driver ------------------------------------------------------------------------
 
-def servers(proto, names):
+def servers(proto, names, before=None):
     ex = "http_server.py" if proto == "http" else "kv_server.py"
     peer = "http_gevent.py" if proto == "http" else "kv_gevent.py"
+    exb = os.path.join(EX, ex)
     table = {
+        # the same example served by another interpreter/venv (--before PY:
+        # e.g. a venv with the previous pygmp installed), in the same run
+        "before1": ("before P=1", lambda: [before, exb, "--gomaxprocs", "1", "127.0.0.1:0"],
+                    {"GOMAXPROCS": "1"}),
+        "beforeN": ("before default P", lambda: [before, exb, "127.0.0.1:0"], {}),
         "pygmp1": ("pygmp P=1", lambda: pygmp_cmd(ex, 1), {"GOMAXPROCS": "1"}),
         # the runtime's default GOMAXPROCS (num_cpu(); 2 on the reference box)
         "pygmpN": ("pygmp default P", lambda: [PY, os.path.join(EX, ex), "127.0.0.1:0"], {}),
@@ -167,11 +175,12 @@ def pct(xs, q):
     return xs[k]
 
 
-def one_run(port, proto, secs, warm, depth, nheavy, gap, gil_pid=None):
+def one_run(port, proto, secs, warm, depth, nheavy, gap, gil_pid=None, pause=0.0):
     me = os.path.abspath(__file__)
     hv = subprocess.Popen([PY, me, "--role", "heavy", "--port", str(port), "--proto", proto,
                            "--seconds", str(secs + warm), "--heavy", str(nheavy),
-                           "--depth", str(depth)], stdout=subprocess.PIPE, text=True)
+                           "--depth", str(depth), "--heavy-pause", str(pause)],
+                          stdout=subprocess.PIPE, text=True)
     time.sleep(warm)
     gil = {}
     if gil_pid is not None:
@@ -208,6 +217,11 @@ def main():
     ap.add_argument("--heavy", type=int, default=4)
     ap.add_argument("--depth", type=int, default=1000)
     ap.add_argument("--gap", type=float, default=0.002)
+    ap.add_argument("--heavy-pause", type=float, default=0.0,
+                    help="seconds each heavy client waits between its batches (0: none, "
+                         "as issue 10; >0 lets a server read hit EAGAIN between batches)")
+    ap.add_argument("--before", default=None,
+                    help="python of a venv with another pygmp: adds servers before1,beforeN")
     ap.add_argument("--only", default="http,resp")
     ap.add_argument("--servers", default="pygmp1,pygmpN,gevent")
     ap.add_argument("--env", default="", help="extra KEY=VAL,... for the pygmp servers")
@@ -220,31 +234,35 @@ def main():
     ap.add_argument("--json", default=os.path.join(HERE, "results", "tail.json"))
     args = ap.parse_args()
     if args.role == "heavy":
-        return heavy_main(args.port, args.proto, args.heavy, args.depth, args.seconds)
+        return heavy_main(args.port, args.proto, args.heavy, args.depth, args.seconds,
+                          args.heavy_pause)
     if args.role == "light":
         return light_main(args.port, args.proto, args.seconds, args.gap)
     raise_nofile()
     extra = dict(kv.split("=", 1) for kv in args.env.split(",") if kv)
     res = {"params": vars(args), "rows": []}
     names = args.servers.split(",")
+    if args.before and "before1" not in names:
+        names = ["before1", "beforeN"] + names
     for proto in args.only.split(","):
         runs = {n: [] for n in names}
         for rnd in range(args.rounds):
-            for key, (label, mk, env) in zip(names, servers(proto, names)):
+            for key, (label, mk, env) in zip(names, servers(proto, names, args.before)):
                 e = dict(env)
                 cmd = mk()
                 diag = None
-                if key.startswith("pygmp"):
+                if key.startswith(("pygmp", "before")):
                     e.update(extra)
                     if args.diag or args.switchinterval:
                         diag = os.path.join(tempfile.mkdtemp(), "diag.json")
-                        cmd = [PY, os.path.join(HERE, "tail_diag.py"), diag] + cmd[1:]
+                        cmd = [cmd[0], os.path.join(HERE, "tail_diag.py"), diag] + cmd[1:]
                     if args.switchinterval:
                         e["TAIL_SWITCHINTERVAL"] = str(args.switchinterval)
                 srv = Server(label, cmd, env=e)
                 try:
                     r = one_run(srv.port, proto, args.seconds, args.warmup, args.depth,
-                                args.heavy, args.gap, srv.p.pid if args.gil else None)
+                                args.heavy, args.gap, srv.p.pid if args.gil else None,
+                                args.heavy_pause)
                 finally:
                     srv.stop()
                 if diag and os.path.exists(diag):
@@ -260,7 +278,7 @@ def main():
                     if k in r:
                         log("    %s: %s" % (k, json.dumps(r[k], sort_keys=True)))
                 runs[key].append(r)
-        for key, (label, _, _) in zip(names, servers(proto, names)):
+        for key, (label, _, _) in zip(names, servers(proto, names, args.before)):
             ok = [r for r in runs[key] if "error" not in r]
             row = {"proto": proto, "server": label, "runs": runs[key]}
             for k in ("p50_ms", "p99_ms", "max_ms", "heavy_rps"):
