@@ -74,10 +74,15 @@ class BuildExt(build_ext):
                 raise PlatformError(NO_HEADERS.format(detail=detail) + f" [{e}]") from None
 
 
-# The runtime core (csrc/runtime.h lists what each file holds); the netpoller
-# is built separately by cffi.
+# The runtime core (csrc/runtime.h lists what each file holds), the network
+# wait and the kernel poller included (netpoll_epoll.c and netpoll_kqueue.c
+# are each guarded by #ifdef: exactly one compiles to something).  cffi still
+# builds the same poller files as pygmp.runtime._netpoll for runtime/netpoll.py
+# (its tests and bench/netpoll_wake.py).
 CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
-                "csrc/select.c", "csrc/stackcache.c", "csrc/sched.c"]
+                "csrc/select.c", "csrc/stackcache.c", "csrc/timers.c", "csrc/gbody.c",
+                "csrc/netpoll.c", "csrc/netfd.c", "csrc/netpoll_epoll.c", "csrc/netpoll_kqueue.c",
+                "csrc/preempt.c", "csrc/sysmon.c", "csrc/trace.c", "csrc/sched.c"]
 
 
 def ext_modules():

@@ -108,14 +108,42 @@ BENCHES = {
                "higher", None)],
     ),
     "parked": dict(
-        title="{n:,} goroutines parked on a shared channel",
+        title="{n:,} goroutines parked on a shared channel (chan.recv / "
+              "gevent Channel.get)",
         n=100_000, quick_n=10_000,
         runtimes=ALL_RT,
-        rows=[("kib_per_goroutine", "{n:,} parked: memory", "KiB/goroutine",
-               "lower", None),
+        rows=[("kib_per_goroutine", "{n:,} parked in chan.recv: memory",
+               "KiB/goroutine", "lower", ("ratio", 1.0, "≤ 1.0× gevent")),
               ("threads", "{n:,} parked: OS threads", "threads", "lower",
                ("abs_gomaxprocs+", 2, "≤ GOMAXPROCS + 2"))],
         no_ratio=["threads"],
+    ),
+    "parked_sleep": dict(
+        title="{n:,} goroutines parked in sleep (pygmp.time.sleep / "
+              "gevent.sleep)",
+        n=100_000, quick_n=10_000,
+        runtimes=["gevent", "pygmp1", "pygmpN"],
+        rows=[("kib_per_goroutine", "{n:,} parked in sleep: memory",
+               "KiB/goroutine", "lower", ("ratio", 1.0, "≤ 1.0× gevent"))],
+    ),
+    "parked_wait": dict(
+        title="{n:,} goroutines parked in WaitGroup.wait (gevent Event.wait)",
+        n=100_000, quick_n=10_000,
+        runtimes=["gevent", "pygmp1", "pygmpN"],
+        rows=[("kib_per_goroutine", "{n:,} parked in WaitGroup.wait: memory",
+               "KiB/goroutine", "lower", ("ratio", 1.0, "≤ 1.0× gevent"))],
+    ),
+    "burst": dict(
+        title="RSS after a burst: {n:,} goroutines parked {m} calls deep, "
+              "then all finish",
+        n=10_000, quick_n=3_000, m=4, quick_m=4,
+        runtimes=["gevent", "pygmp1", "pygmpN"],
+        rows=[("mib_parked", "burst of {n:,}: RSS while parked", "MiB",
+               "lower", None),
+              ("mib_after", "burst of {n:,}: RSS right after they finish",
+               "MiB", "lower", None),
+              ("mib_after3s", "burst of {n:,}: RSS 3 s after they finish",
+               "MiB", "lower", ("ratio", 1.0, "≤ 1.0× gevent"))],
     ),
     "sleepers": dict(
         title="{n:,} goroutines each sleeping 10 ms",
@@ -133,6 +161,16 @@ RT_LABEL = {"gevent": "gevent", "go": "Go", "pygmp1": "pygmp P=1",
 def emit(result):
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def nest(k, park):
+    """A handler-like stack for the burst benchmark: k Python frames with a
+    few locals each, then park()."""
+    buf = [k] * 4
+    if k == 0:
+        park()
+        return 0
+    return nest(k - 1, park) + buf[0]
 
 
 def rss_threads():
@@ -258,24 +296,63 @@ def gevent_child(bench, n, m):
         el = perf() - t0
         return {"roundtrips_per_s": n * m / el, "wall_ms": el * 1e3}
 
-    if bench == "parked":
+    if bench in ("parked", "parked_sleep", "parked_wait"):
+        # The same body as pygmp's: count itself started, then park in the
+        # primitive's equivalent.  RSS is read once every greenlet has
+        # started (gevent.spawn only schedules: a fixed sleep is not enough
+        # for 100,000 of them on a loaded machine).
         import gc
+        ch, ev = Channel(), Event()
+        park = {"parked": ch.get, "parked_wait": ev.wait,
+                "parked_sleep": lambda: gevent.sleep(100_000)}[bench]
+        started = [0]
         gc.collect()
         rss0, _ = rss_threads()
-        ch = Channel()
-        done, ev = countdown(n)
 
         def f():
-            done()
-            ch.get()
+            started[0] += 1
+            park()
         for _ in range(n):
             gevent.spawn(f)
-        ev.wait()
+        while started[0] < n:
+            gevent.sleep(0.05)
         gevent.sleep(0.2)
         rss1, threads = rss_threads()
         emit({"kib_per_goroutine": (rss1 - rss0) / n / 1024,
               "threads": threads})
         os._exit(0)  # skip tearing down 100k parked greenlets
+
+    if bench == "burst":
+        import gc
+        ev = Event()
+        started, left = [0], [n]
+        alldone = Event()
+
+        def f():
+            started[0] += 1
+            nest(m, ev.wait)
+            left[0] -= 1
+            if not left[0]:
+                alldone.set()
+        gc.collect()
+        rss0, _ = rss_threads()
+        for _ in range(n):
+            gevent.spawn(f)
+        while started[0] < n:
+            gevent.sleep(0.05)
+        gevent.sleep(0.2)
+        rss1, _ = rss_threads()
+        ev.set()
+        alldone.wait()
+        gc.collect()
+        rss2, _ = rss_threads()
+        gevent.sleep(3)
+        gc.collect()
+        rss3, _ = rss_threads()
+        mib = 2.0 ** 20
+        return {"mib_parked": (rss1 - rss0) / mib,
+                "mib_after": (rss2 - rss0) / mib,
+                "mib_after3s": (rss3 - rss0) / mib}
 
     if bench == "sleepers":
         done, ev = countdown(n)
@@ -477,7 +554,7 @@ def pygmp_child(bench, n, m):
         return out
 
     if bench == "fanin":
-        # The DESIGN.md example, timed from the first go() to the sum.
+        # The docs/design.md example, timed from the first go() to the sum.
         def worker(i, out):
             out.send(i * i)
         out = chan()
@@ -512,26 +589,59 @@ def pygmp_child(bench, n, m):
         el = perf() - t0
         return dict(base, roundtrips_per_s=n * m / el, wall_ms=el * 1e3)
 
-    if bench == "parked":
+    if bench in ("parked", "parked_sleep", "parked_wait"):
         import gc
+        ch, never = chan(), WaitGroup()
+        never.add(1)
+        park = {"parked": ch.recv, "parked_wait": never.wait,
+                "parked_sleep": lambda: pygmp.time.sleep(100_000)}[bench]
+        started = WaitGroup()
+        started.add(n)
         gc.collect()
         rss0, _ = rss_threads()
-        ch = chan()
-        wg = WaitGroup()
-        wg.add(n)
 
         def f():
-            wg.done()
-            ch.recv()
+            started.done()
+            park()
         for _ in range(n):
             go(f)
-        wg.wait()
-        time.sleep(0.2)  # let the last ones reach recv()
+        started.wait()
+        time.sleep(0.2)  # let the last ones reach their park
         rss1, threads = rss_threads()
         emit(dict(base, kib_per_goroutine=(rss1 - rss0) / n / 1024,
                   threads=threads,
                   goroutines=pygmp.runtime.num_goroutine()))
         os._exit(0)  # skip process teardown with 100k parked goroutines
+
+    if bench == "burst":
+        import gc
+        ch = chan()
+        started, done = WaitGroup(), WaitGroup()
+
+        def f():
+            started.done()
+            nest(m, ch.recv)
+            done.done()
+        gc.collect()
+        rss0, _ = rss_threads()
+        started.add(n)
+        done.add(n)
+        for _ in range(n):
+            go(f)
+        started.wait()
+        time.sleep(0.2)
+        rss1, _ = rss_threads()
+        ch.close()
+        done.wait()
+        gc.collect()
+        rss2, _ = rss_threads()
+        time.sleep(3)  # sysmon runs the stack cache's scavenger once a second
+        gc.collect()
+        rss3, _ = rss_threads()
+        mib = 2.0 ** 20
+        return dict(base, mib_parked=(rss1 - rss0) / mib,
+                    mib_after=(rss2 - rss0) / mib,
+                    mib_after3s=(rss3 - rss0) / mib)
 
     if bench == "sleepers":
         wg = WaitGroup()
@@ -696,9 +806,9 @@ def _installed_pygmp():
         r = subprocess.run([sys.executable, "-c", "import pygmp, os; print(os.path.abspath(pygmp.__file__))"],
                            capture_output=True, text=True, cwd="/")
         path = r.stdout.strip()
-        # a venv inside the checkout (.venv/) holds an installed copy too
-        _INSTALLED = bool(path) and (not path.startswith(os.path.dirname(HERE) + os.sep)
-                                     or os.sep + "site-packages" + os.sep in path)
+        # a virtual environment inside the checkout (.venv) is installed too
+        src = os.path.join(os.path.dirname(HERE), "pygmp") + os.sep
+        _INSTALLED = bool(path) and not path.startswith(src)
     return _INSTALLED
 
 

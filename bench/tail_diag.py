@@ -41,86 +41,15 @@ def _owner(parker):
     return p is not None and getattr(p, "ident", None) == threading.get_ident()
 
 
-_unpark = park.PollParker.unpark
-_poll = park.PollParker.poll
-
-
-def unpark(self):
-    _bump("unpark_self" if _owner(self) else "unpark_remote")
-    return _unpark(self)
-
-
-def poll(self):
-    n = _poll(self)
-    if n:
-        _bump("poll_readied_own" if _owner(self) else "poll_readied_remote", n)
-    return n
-
-
-park.PollParker.unpark = unpark
-park.PollParker.poll = poll
-
-# readiness -> run: time from an I/O event's dispatch (FD._ready, on whatever
-# thread polled) to the readied G running again (its FD._wait returning), and
-# the gaps between two looks at each P's poller (park or poll)
-import time as _t  # noqa: E402
-from pygmp.runtime import netfd  # noqa: E402
-
+# The Python parker and pollDesc of the "before" version (absent once they are
+# C: then the counts come from _hot.netpoll_stats() and proc.sched_stats())
+_pyparker = isinstance(getattr(park, "PollParker", None), type) and \
+    getattr(park.PollParker, "__module__", "") == park.__name__
 _readyat = {}
 _delays = []
 _gaps = {}
 _lastlook = {}
-_ready0, _wait0 = netfd.FD._ready, netfd.FD._wait
-_park0 = park.PollParker.park
-
-
 _parks = {}
-
-
-def _look(parker, start, end):
-    k = id(parker)
-    last = _lastlook.get(k)
-    if last is not None:
-        _gaps.setdefault("P%s" % getattr(parker.p, "id", "?"), []).append(start - last)
-    _lastlook[k] = end
-
-
-def _ready(self, tseq, r, w):
-    if r:
-        _readyat[id(self)] = _t.monotonic()
-    return _ready0(self, tseq, r, w)
-
-
-def _wait(self, mode, until=0.0):
-    try:
-        return _wait0(self, mode, until)
-    finally:
-        t = _readyat.pop(id(self), None) if mode == netfd.READ else None
-        if t is not None:
-            _delays.append(_t.monotonic() - t)
-
-
-def _park(self, timeout):
-    t0 = _t.monotonic()
-    try:
-        return _park0(self, timeout)
-    finally:
-        t1 = _t.monotonic()
-        _look(self, t0, t1)
-        _parks.setdefault("P%s" % getattr(self.p, "id", "?"), []).append(t1 - t0)
-
-
-def poll2(self):
-    t0 = _t.monotonic()
-    try:
-        return poll(self)
-    finally:
-        if _owner(self):
-            _look(self, t0, _t.monotonic())
-
-
-netfd.FD._ready, netfd.FD._wait = _ready, _wait
-park.PollParker.park, park.PollParker.poll = _park, poll2
 
 
 def _hist(xs):
@@ -130,6 +59,86 @@ def _hist(xs):
     n = len(xs)
     return {"n": n, "p50_ms": round(xs[n // 2] * 1e3, 2), "p99_ms": round(xs[int(n * .99)] * 1e3, 2),
             "max_ms": round(xs[-1] * 1e3, 2), "over_10ms": sum(1 for x in xs if x > .01)}
+
+
+if _pyparker:
+    _unpark = park.PollParker.unpark
+    _poll = park.PollParker.poll
+
+
+    def unpark(self):
+        _bump("unpark_self" if _owner(self) else "unpark_remote")
+        return _unpark(self)
+
+
+    def poll(self):
+        n = _poll(self)
+        if n:
+            _bump("poll_readied_own" if _owner(self) else "poll_readied_remote", n)
+        return n
+
+
+    park.PollParker.unpark = unpark
+    park.PollParker.poll = poll
+
+    # readiness -> run: time from an I/O event's dispatch (FD._ready, on whatever
+    # thread polled) to the readied G running again (its FD._wait returning), and
+    # the gaps between two looks at each P's poller (park or poll)
+    import time as _t  # noqa: E402
+    from pygmp.runtime import netfd  # noqa: E402
+
+    _ready0, _wait0 = netfd.FD._ready, netfd.FD._wait
+    _park0 = park.PollParker.park
+
+
+
+
+    def _look(parker, start, end):
+        k = id(parker)
+        last = _lastlook.get(k)
+        if last is not None:
+            _gaps.setdefault("P%s" % getattr(parker.p, "id", "?"), []).append(start - last)
+        _lastlook[k] = end
+
+
+    def _ready(self, tseq, r, w):
+        if r:
+            _readyat[id(self)] = _t.monotonic()
+        return _ready0(self, tseq, r, w)
+
+
+    def _wait(self, mode, until=0.0):
+        try:
+            return _wait0(self, mode, until)
+        finally:
+            t = _readyat.pop(id(self), None) if mode == netfd.READ else None
+            if t is not None:
+                _delays.append(_t.monotonic() - t)
+
+
+    def _park(self, timeout):
+        t0 = _t.monotonic()
+        try:
+            return _park0(self, timeout)
+        finally:
+            t1 = _t.monotonic()
+            _look(self, t0, t1)
+            _parks.setdefault("P%s" % getattr(self.p, "id", "?"), []).append(t1 - t0)
+
+
+    def poll2(self):
+        t0 = _t.monotonic()
+        try:
+            return poll(self)
+        finally:
+            if _owner(self):
+                _look(self, t0, _t.monotonic())
+
+
+    netfd.FD._ready, netfd.FD._wait = _ready, _wait
+    park.PollParker.park, park.PollParker.poll = _park, poll2
+
+
 
 # The Python scheduler of the "before" version (proc.findrunnable/_idle/wakep);
 # absent once the loop is in C, where sched_stats() reports the same counts.
@@ -162,6 +171,11 @@ if hasattr(proc, "_idle"):
 
     proc._idle, proc.findrunnable, proc.wakep = _idle, findrunnable, wakep
 
+def _hot_stats():
+    from pygmp import _hot
+    return _hot.netpoll_stats()
+
+
 try:
     runpy.run_path(script, run_name="__main__")
 except SystemExit:
@@ -170,8 +184,8 @@ finally:
     res = {"threads": {str(t.native_id): t.name for t in threading.enumerate()},
            "wrapper": counts}
     try:
-        from pygmp.runtime import netfd
-        res["netfd"] = dict(netfd.stats)
+        from pygmp.runtime import netfd  # noqa: F811
+        res["netfd"] = dict(netfd.stats) if hasattr(netfd, "stats") else _hot_stats()
     except Exception as e:  # noqa: BLE001
         res["netfd"] = repr(e)
     res["ready_to_run"] = _hist(_delays)

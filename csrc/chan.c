@@ -157,6 +157,7 @@ static int park_one(ChanObject *c, sudog *s, PyObject *reason) {
 }
 
 static PyObject *chan_send_impl(ChanObject *c, PyObject *v) {
+    if (checkpreempt() < 0) return NULL;    /* a runtime entry: sysmon may have asked us to yield */
     if (c->isnil) { park_nil(s_send_nil); return NULL; }
     lk_acquire(c->lk);
     if (c->closed) {
@@ -233,6 +234,7 @@ static PyObject *chan_send_impl(ChanObject *c, PyObject *v) {
 
 /* Receive; *ok set; returns new ref (None on closed). */
 static PyObject *chan_recv_impl(ChanObject *c, int *ok) {
+    if (checkpreempt() < 0) return NULL;    /* a runtime entry: sysmon may have asked us to yield */
     if (c->isnil) { park_nil(s_recv_nil); return NULL; }
     PyObject *g = NULL;
     sudog *mine = NULL;
@@ -357,9 +359,10 @@ static PyObject *Chan_close(ChanObject *c, PyObject *u) {
     Py_RETURN_NONE;
 }
 
-static PyObject *Chan_try_send(ChanObject *c, PyObject *v) {
+/* Non-blocking send: 1 sent, 0 not (full, closed or nil), -1 error. */
+int chan_trysend_c(ChanObject *c, PyObject *v) {
     lk_acquire(c->lk);
-    if (c->closed || c->isnil) { lk_release(c->lk); Py_RETURN_FALSE; }
+    if (c->closed || c->isnil) { lk_release(c->lk); return 0; }
     sudog *s = wq_dequeue(&c->recvq);
     if (s) {
         s->elem = Py_NewRef(v);
@@ -368,19 +371,24 @@ static PyObject *Chan_try_send(ChanObject *c, PyObject *v) {
         lk_release(c->lk);
         int r = goready_c(G_CAST(g));
         Py_DECREF(g);
-        if (r < 0) return NULL;
-        Py_RETURN_TRUE;
+        return r < 0 ? -1 : 1;
     }
     if (c->len < c->cap) {
         int r = buf_push(c, v);
         lk_release(c->lk);
-        if (r < 0) return PyErr_NoMemory();
-        Py_RETURN_TRUE;
+        if (r < 0) { PyErr_NoMemory(); return -1; }
+        return 1;
     }
     lk_release(c->lk);
-    Py_RETURN_FALSE;
+    return 0;
 }
-static PyObject *Chan_drain(ChanObject *c, PyObject *u) {
+static PyObject *Chan_try_send(ChanObject *c, PyObject *v) {
+    int r = chan_trysend_c(c, v);
+    if (r < 0) return NULL;
+    return PyBool_FromLong(r);
+}
+/* Drop the buffered values; 1 if there were any. */
+int chan_drain_c(ChanObject *c) {
     lk_acquire(c->lk);
     Py_ssize_t n = c->len;
     PyObject **vs = n ? PyMem_RawMalloc(sizeof(PyObject *) * n) : NULL;
@@ -388,8 +396,9 @@ static PyObject *Chan_drain(ChanObject *c, PyObject *u) {
     lk_release(c->lk);
     for (Py_ssize_t i = 0; i < n && vs; i++) Py_DECREF(vs[i]);
     PyMem_RawFree(vs);
-    return PyBool_FromLong(n > 0);
+    return n > 0;
 }
+static PyObject *Chan_drain(ChanObject *c, PyObject *u) { return PyBool_FromLong(chan_drain_c(c)); }
 static Py_ssize_t Chan_len(ChanObject *c) { return c->len; }
 static PyObject *Chan_cap(ChanObject *c, PyObject *u) { return PyLong_FromSsize_t(c->cap); }
 static PyObject *Chan_closed(ChanObject *c, void *u) { return PyBool_FromLong(c->closed); }

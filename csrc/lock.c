@@ -18,6 +18,7 @@ static PyObject *Lock_acquire(LockObject *self, PyObject *args, PyObject *kw) {
     if (!PyArg_ParseTupleAndKeywords(args, kw, "|p", kwl, &blocking)) return NULL;
     if (!blocking) {
         if (!PyThread_acquire_lock(self->lk, NOWAIT_LOCK)) Py_RETURN_FALSE;
+        tls_nopreempt++;
     } else {
         lk_acquire(self->lk);
     }

@@ -8,10 +8,6 @@ int proc_import_greenlet(void) {
     PyGreenlet_Import();
     return _PyGreenlet_API ? 0 : -1;
 }
-/* for the other files (sched.c): switch through this file's API table */
-PyObject *glet_switch(PyObject *glet, PyObject *args) {
-    return PyGreenlet_Switch((PyGreenlet *)glet, args, NULL);
-}
 
 /* ===================================================================== G */
 
@@ -31,6 +27,7 @@ static PyObject *G_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->creator = Py_NewRef(Py_None);
     self->sleeptimer = Py_NewRef(Py_None);
     self->m = Py_NewRef(Py_None);
+    self->gsidx = -1;
     return (PyObject *)self;
 }
 /* G(goid, fn, args, kwargs, ctx, creator): the whole constructor in C (go() is hot). */
@@ -80,6 +77,7 @@ static PyMemberDef G_members[] = {
     {"creator", T_OBJECT, offsetof(GObject, creator), 0, NULL},
     {"sleeptimer", T_OBJECT, offsetof(GObject, sleeptimer), 0, NULL},
     {"m", T_OBJECT, offsetof(GObject, m), 0, NULL},
+    {"preempt", T_BOOL, offsetof(GObject, preempt), 0, NULL},
     {NULL}};
 PyTypeObject GType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -87,7 +85,7 @@ PyTypeObject GType = {
     /* Not tracked by the cyclic GC: a live G is referenced by the runtime (it is
        never garbage), and a finished G drops every reference that could close a
        cycle (greenlet, function, arguments, context, sleep timer) when it dies
-       (proc._gdestroy).  Spawning 100,000 goroutines ran ~3x faster without GC
+       (gbody.c gdestroy).  Spawning 100,000 goroutines ran ~3x faster without GC
        passes over their Gs.  Used as is, not subclassed: a Python subclass
        would be a heap type, and heap types are always GC-tracked. */
     .tp_flags = Py_TPFLAGS_DEFAULT,
@@ -108,18 +106,19 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->curg = Py_NewRef(Py_None);
     self->g0 = Py_NewRef(Py_None);
     self->gfree = PyList_New(0);
-    self->timer0 = Py_NewRef(Py_None);
     self->parker = Py_NewRef(Py_None);
-    self->sleepuntil = -1.0;
-    self->pollmu = PyThread_allocate_lock();
-    if (!self->gfree || !self->pollmu) { Py_DECREF(self); return NULL; }
+    self->sleepuntil = PyFloat_FromDouble(-1.0);
+    self->ts = timers_alloc(self);
+    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
+    if (!self->ts) { Py_DECREF(self); return PyErr_NoMemory(); }
     return (PyObject *)self;
 }
 static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->timer0); Py_VISIT(self->parker);
+    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    for (Py_ssize_t i = 0; i < self->ngs; i++) Py_VISIT(self->gs[i]);
     Py_VISIT((PyObject *)self->lock);
     return 0;
 }
@@ -131,14 +130,22 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->timer0); Py_CLEAR(self->parker);
+    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    while (self->ngs) {
+        PyObject *g = self->gs[--self->ngs];
+        G_CAST(g)->gsidx = -1;
+        Py_DECREF(g);
+    }
     return 0;
 }
 static void P_dealloc(PObject *self) {
     PyObject_GC_UnTrack(self);
+    pstate_free(self);
     P_clear(self);
+    timers_release(self->ts);
+    self->ts = NULL;
+    PyMem_RawFree(self->gs);
     Py_CLEAR(self->lock);
-    if (self->pollmu) PyThread_free_lock(self->pollmu);
     PyMem_RawFree(self->rq);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
@@ -230,7 +237,7 @@ int put_remote(PObject *p, PyObject *g) {
     int sleeping = p->sleeping;
     PUNLOCK(p);
     if (r < 0) { Py_DECREF(g); PyErr_NoMemory(); return -1; }
-    if (sleeping) return unpark_c(p, WAKE_WORK);
+    if (sleeping) return parker_unpark(p->parker);
     return 0;
 }
 static PyObject *P_rq_put_remote(PObject *p, PyObject *g) {
@@ -284,7 +291,7 @@ static PyMethodDef P_methods[] = {
     {"rq_steal", (PyCFunction)P_rq_steal, METH_NOARGS, "runqgrab: take half of the movable Gs (runnext too if stuck); None if none"},
     {"rq_grab_movable", (PyCFunction)P_rq_grab_movable, METH_O, "take up to n movable Gs"},
     {"rq_snapshot", (PyCFunction)P_rq_snapshot, METH_NOARGS, "list of the Gs in the runq"},
-    {"set_cpoll", (PyCFunction)P_set_cpoll, METH_O, "set_cpoll(addr): idle-wait and poll in this np_poller from C (0: none)"},
+    {"gs_snapshot", (PyCFunction)P_gs_snapshot, METH_NOARGS, "list of the started Gs homed here (takes p.lock)"},
     {NULL}};
 static PyMemberDef P_members[] = {
     {"lock", T_OBJECT, offsetof(PObject, lock), READONLY, NULL},
@@ -295,23 +302,43 @@ static PyMemberDef P_members[] = {
     {"stuck", T_BOOL, offsetof(PObject, stuck), 0, NULL},
     {"sleeping", T_BOOL, offsetof(PObject, sleeping), 0, NULL},
     {"draining", T_BOOL, offsetof(PObject, draining), 0, NULL},
-    {"curg", T_OBJECT, offsetof(PObject, curg), 0, NULL},
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
-    {"timer0", T_OBJECT, offsetof(PObject, timer0), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
-    {"sleepuntil", T_DOUBLE, offsetof(PObject, sleepuntil), READONLY, "idle until (monotonic): -1 unknown, inf no timer (p.lock)"},
+    {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
+    {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
+    {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},
+    /* sched.c */
     {"idle", T_BOOL, offsetof(PObject, onidle), READONLY, "on sched's idle list (sched.lock)"},
     {"spinning", T_BOOL, offsetof(PObject, spinning), READONLY, "looking for work (sched.lock)"},
-    {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here, not dead (owner)"},
     {"stealcount", T_LONGLONG, offsetof(PObject, stealcount), 0, "Gs this P stole"},
     {"nparks", T_LONGLONG, offsetof(PObject, nparks), READONLY, "idle waits"},
-    {"nfutile", T_LONGLONG, offsetof(PObject, nfutile), READONLY, "spin wake-ups that found no work and slept again without the GIL"},
-    {"nemptywakes", T_LONGLONG, offsetof(PObject, nemptywakes), READONLY, "idle waits that took the GIL and then ran nothing"},
-    {"npolls", T_LONGLONG, offsetof(PObject, npolls), READONLY, "non-blocking polls of this P's poller by its owner"},
-    {"npollready", T_LONGLONG, offsetof(PObject, npollready), READONLY, "Gs readied by this P's own polls and waits"},
-    {"nremotepolls", T_LONGLONG, offsetof(PObject, nremotepolls), READONLY, "polls of other Ps' pollers that readied Gs"},
+    {"nfutile", T_LONGLONG, offsetof(PObject, nfutile), READONLY,
+     "wake-ups of the idle wait dropped without taking the GIL (a spin whose work was gone)"},
+    {"nemptywakes", T_LONGLONG, offsetof(PObject, nemptywakes), READONLY,
+     "idle waits that took the GIL and then ran nothing"},
+    {"npolls", T_LONGLONG, offsetof(PObject, npolls), READONLY, "non-blocking polls of this P's poller by its worker"},
+    {NULL}};
+/* curg: every write starts a run slice (setcurg) */
+static PyObject *P_get_curg(PObject *p, void *u) { return Py_NewRef(p->curg); }
+static int P_set_curg(PObject *p, PyObject *g, void *u) {
+    if (!g) { PyErr_SetString(PyExc_AttributeError, "cannot delete curg"); return -1; }
+    if (g != Py_None && !PyObject_TypeCheck(g, &GType)) {
+        PyErr_SetString(PyExc_TypeError, "curg must be a G or None");
+        return -1;
+    }
+    setcurg(p, Py_NewRef(g));
+    return 0;
+}
+static PyObject *P_get_runseq(PObject *p, void *u) {
+    return PyLong_FromUnsignedLongLong(atomic_load_explicit(&p->runseq, memory_order_relaxed));
+}
+static PyGetSetDef P_getset[] = {
+    {"timer0", (getter)P_get_timer0, NULL, "when this P's earliest timer fires (monotonic), or None", NULL},
+    {"ntimers", (getter)P_get_ntimers, NULL, "pending timers in this P's heap", NULL},
+    {"curg", (getter)P_get_curg, (setter)P_set_curg, "the G running on this P (None: the scheduler)", NULL},
+    {"runseq", (getter)P_get_runseq, NULL, "run slices started on this P", NULL},
     {NULL}};
 PyTypeObject PType = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -319,7 +346,7 @@ PyTypeObject PType = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
     .tp_new = P_new, .tp_dealloc = (destructor)P_dealloc,
     .tp_traverse = (traverseproc)P_traverse, .tp_clear = (inquiry)P_clear,
-    .tp_members = P_members, .tp_methods = P_methods,
+    .tp_members = P_members, .tp_methods = P_methods, .tp_getset = P_getset,
     .tp_doc = "C half of a P: lock, local runqueue ring, runnext (see pygmp/runtime/p.py).",
 };
 
@@ -327,6 +354,7 @@ PyTypeObject PType = {
 
 /* Owner-only put (runqput).  Steals nothing; INCREFs g. */
 int runqput_c(PObject *p, PyObject *g, int nxt) {
+    mark_ready(G_CAST(g));
     Py_INCREF(g);
     PLOCK(p);
     if (nxt) {
@@ -362,42 +390,36 @@ PyObject *runqget_c(PObject *p) {
 
 /* next_local: the next G this P can run without blocking or stealing (Go's
  * runqget plus findRunnable's first checks): every 61st tick one G from the
- * global queue (fairness); the P's own poller when it has not been looked at
- * for NETPOLL_BUSY_INTERVAL (checked every 4th tick: a clock read); due timers;
- * runnext/the runq; then a batch from the global queue.  New ref, or NULL
- * (none, or an error if PyErr_Occurred()). */
+ * global queue (fairness); the P's own poller if it has not been looked at
+ * for NETPOLL_BUSY_INTERVAL; due timers; runnext/the runq;
+ * then a batch from the global queue.  New ref, or NULL (none, or an error if
+ * PyErr_Occurred()). */
 #define NETPOLL_BUSY_INTERVAL 0.002
 PyObject *next_local_c(PObject *p) {
-    SchedObject *s = sched_c;
-    int globwork = s && s->runq && Py_SIZE(s->runq) > 0 && !p->draining;   /* hint */
+    int globwork = glob_runq && Py_SIZE(glob_runq) > 0 && !p->draining;   /* hint */
     if (((p->schedtick + 1) % FAIRNESS_TICKS) == 0) {
         p->schedtick++;
-        if (globwork) {
+        if (globwork) {                /* fairness: the global queue is not starved */
             PyObject *g = globrunqget(p, 1);
             if (g) { p->streak = 0; return g; }
             if (PyErr_Occurred()) return NULL;
         }
     }
-    if (p->cpoll ? (p->schedtick & 3) == 0 : (p->schedtick % FAIRNESS_TICKS) == 0)
-        if (pymono() - p->lastpoll > NETPOLL_BUSY_INTERVAL && netpoll_own(p) < 0) return NULL;
-    if (p->timer0 != Py_None) {
-        double t0 = PyFloat_AsDouble(p->timer0);
-        if (t0 <= pymono()) {
-            static PyObject *runtimers;
-            if (!runtimers) {
-                PyObject *mod = PyImport_ImportModule("pygmp.runtime.timers");
-                if (!mod) return NULL;
-                runtimers = PyObject_GetAttrString(mod, "runtimers");
-                Py_DECREF(mod);
-                if (!runtimers) return NULL;
-            }
-            PyObject *r = PyObject_CallOneArg(runtimers, (PyObject *)p);
-            if (!r) return NULL;
-            Py_DECREF(r);
-        }
+    /* a busy P looks at its own fds every few ms (a clock read per tick; the
+       poll keeps the GIL: netpoll.c netpoll_p), well inside sysmon's 10 ms
+       after which it would poll them from its own thread */
+    double now = mono();
+    if (now - p->lastpoll > NETPOLL_BUSY_INTERVAL) {
+        p->npolls++;
+        if (netpoll_p(p) < 0) return NULL;
+    }
+    double t0 = atomic_load_explicit(&p->ts->timer0, memory_order_relaxed);
+    if (t0 < HUGE_VAL && t0 <= now) {
+        runtimers_c(p, now);
+        if (PyErr_Occurred()) return NULL;
     }
     PyObject *g = runqget_c(p);
-    if (g || !s || !s->runq || Py_SIZE(s->runq) == 0 || p->draining) return g;
+    if (g || !glob_runq || Py_SIZE(glob_runq) == 0 || p->draining) return g;
     return globrunqget(p, 0);
 }
 
@@ -411,13 +433,12 @@ int switchto_c(PObject *p, PyObject *nxt) {
             Py_ssize_t n = PyList_GET_SIZE(p->gfree);
             glet = Py_NewRef(PyList_GET_ITEM(p->gfree, n - 1));
             if (PyList_SetSlice(p->gfree, n - 1, n, NULL) < 0) { Py_DECREF(glet); Py_DECREF(nxt); return -1; }
-            PyObject *b = PyObject_CallFunctionObjArgs(py_bind, (PyObject *)p, nxt, glet, NULL);
+            int b = bind_c(p, G_CAST(nxt), glet);
             Py_DECREF(glet);
-            if (!b) { Py_DECREF(nxt); return -1; }
-            Py_DECREF(b);
+            if (b < 0) { Py_DECREF(nxt); return -1; }
             glet = G_CAST(nxt)->glet;
             /* a free greenlet waits for the G it is to run: pass it */
-            Py_SETREF(p->curg, Py_NewRef(nxt));
+            setcurg(p, Py_NewRef(nxt));
             G_CAST(nxt)->status = Grunning;
             PyObject *args = PyTuple_Pack(1, nxt);
             Py_DECREF(nxt);
@@ -429,7 +450,7 @@ int switchto_c(PObject *p, PyObject *nxt) {
             return 0;
         }
         if (glet != Py_None) {
-            Py_SETREF(p->curg, nxt);   /* steals nxt */
+            setcurg(p, nxt);   /* steals nxt */
             G_CAST(nxt)->status = Grunning;
             r = PyGreenlet_Switch((PyGreenlet *)glet, NULL, NULL);
             if (!r) return -1;
@@ -441,11 +462,11 @@ int switchto_c(PObject *p, PyObject *nxt) {
         PyObject *args = PyTuple_Pack(1, nxt);
         Py_DECREF(nxt);
         if (!args) return -1;
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, args, NULL);
         Py_DECREF(args);
     } else {
-        Py_SETREF(p->curg, Py_NewRef(Py_None));
+        setcurg(p, Py_NewRef(Py_None));
         r = PyGreenlet_Switch((PyGreenlet *)p->g0, tuple_none, NULL);
     }
     if (!r) return -1;
@@ -456,6 +477,8 @@ int switchto_c(PObject *p, PyObject *nxt) {
 /* gopark: the caller published a waiter and set status = Gwaiting. */
 int gopark_c(GObject *g, PyObject *reason) {
     Py_SETREF(g->waitreason, Py_NewRef(reason));
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_PARK, g->locked ? NULL : P_CAST(g->home), g->goid, 0, reason);
     if (atomic_load_explicit(&exiting, memory_order_relaxed) && py_freeze && !g->locked) {
         PyObject *r = PyObject_CallNoArgs(py_freeze);   /* does not return */
         Py_XDECREF(r);
@@ -470,8 +493,14 @@ int gopark_c(GObject *g, PyObject *reason) {
     PObject *p = P_CAST(g->home);
     PyObject *nxt = next_local_c(p);
     if (!nxt && PyErr_Occurred()) return -1;
+    if (!nxt) {                       /* nothing local: this P's netpoller (netpoll.c) */
+        int k = netpoll_p(p);
+        if (k < 0) return -1;
+        if (k > 0 && !(nxt = next_local_c(p)) && PyErr_Occurred()) return -1;
+    }
     if (nxt == (PyObject *)g) {
         g->status = Grunning;
+        if (g->readyat) latency_record(g);
         Py_DECREF(nxt);
         return 0;
     }
@@ -483,6 +512,9 @@ int gopark_c(GObject *g, PyObject *reason) {
 
 int goready_c(GObject *g) {
     g->status = Grunnable;
+    mark_ready(g);
+    if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+        trace_emit(TR_READY, tls_p ? P_CAST(tls_p) : NULL, g->goid, 0, NULL);
     if (g->locked) {
         PyObject *r = PyObject_CallMethodNoArgs(g->sema, s_release);
         if (!r) return -1;

@@ -19,39 +19,12 @@
  *    run finalizers there), and callbacks run after unlocking.
  */
 #include "runtime.h"
-#include "netpoll.h"
 #include <math.h>
 
 #define GLOBRUNQ_BATCH_MAX 128   /* Gs one globrunqget takes at most */
-#define NETPOLL_STALE 0.010      /* an awake idle P polls a running P's fds not polled for this long */
-#define POLL_EVENTS 128          /* events one poll dispatches */
 #define SLEEP_UNKNOWN (-1.0)
 
 SchedObject *sched_c;
-static int (*np_wait_p)(np_poller *, np_event *, int, int);
-static int (*np_break_p)(np_poller *);
-static PyObject *py_netpollready;   /* netfd.netpollready, imported at the first event */
-static PyObject *py_runtimers;      /* timers.runtimers (until timers are in C) */
-
-/* The runtime's clock, time.monotonic().  With the GIL. */
-double pymono(void) {
-#ifdef __linux__
-    return mono();
-#else
-    static PyObject *py_monotonic;
-    if (!py_monotonic) {
-        PyObject *t = PyImport_ImportModule("time");
-        if (!t) return 0.0;
-        py_monotonic = PyObject_GetAttrString(t, "monotonic");
-        Py_DECREF(t);
-        if (!py_monotonic) return 0.0;
-    }
-    PyObject *r = PyObject_CallNoArgs(py_monotonic);
-    double d = r ? PyFloat_AsDouble(r) : 0.0;
-    Py_XDECREF(r);
-    return d;
-#endif
-}
 
 /* ------------------------------------------------------------ locks */
 
@@ -60,8 +33,12 @@ static inline void sunlock(SchedObject *s) { s->lock->held = 0; lk_release(s->lo
 /* without the GIL: a plain blocking acquire (holders never wait for the GIL
    while they hold a runtime lock for C work; Python code holding sched.lock
    may, but then the thread with the GIL does not need this lock) */
-static inline void slock_nogil(SchedObject *s) { PyThread_acquire_lock(s->lock->lk, WAIT_LOCK); s->lock->held = 1; }
-#define PLOCK_NOGIL(p) PyThread_acquire_lock((p)->lock->lk, WAIT_LOCK); (p)->lock->held = 1
+static inline void lk_acquire_nogil(PyThread_type_lock lk) {   /* pairs with lk_release */
+    PyThread_acquire_lock(lk, WAIT_LOCK);
+    tls_nopreempt++;
+}
+static inline void slock_nogil(SchedObject *s) { lk_acquire_nogil(s->lock->lk); s->lock->held = 1; }
+#define PLOCK_NOGIL(p) lk_acquire_nogil((p)->lock->lk); (p)->lock->held = 1
 
 /* Copy the live Ps out under the sched lock (borrowed: every P stays alive in
    s->everp).  Returns the count; *out is PyMem_Raw memory the caller frees. */
@@ -108,101 +85,6 @@ static void pidle_remove(SchedObject *s, PObject *p) {
     if (*pp) { *pp = p->idlenext; s->npidle--; }
     p->idlenext = NULL;
     p->onidle = 0;
-}
-
-/* ------------------------------------------------------------ wake and poll */
-
-/* Wake p's idle wait, or make its next one return at once (a wake-up is never
- * lost, only ever spurious).  Any thread; the GIL is needed only for a P
- * without a C poller (its Python parker is called). */
-int unpark_c(PObject *p, int why) {
-    if (!p->cpoll) {
-        PyObject *parker = p->parker;
-        if (parker == Py_None) return 0;
-        PyObject *r = PyObject_CallMethodNoArgs(parker, s_unpark);
-        if (!r) return -1;
-        Py_DECREF(r);
-        return 0;
-    }
-    atomic_fetch_or(&p->wakewhy, why);
-    if (!atomic_exchange(&p->notified, 1)) {
-        PyThread_acquire_lock(p->pollmu, WAIT_LOCK);
-        if (p->cpoll) np_break_p(p->cpoll);
-        PyThread_release_lock(p->pollmu);
-    }
-    return 0;
-}
-
-/* Hand np_wait's events to netfd (Python: pollDesc is not in C yet). */
-static int dispatch(np_event *evs, int n) {
-    if (!py_netpollready) {
-        PyObject *mod = PyImport_ImportModule("pygmp.runtime.netfd");
-        if (!mod) return -1;
-        py_netpollready = PyObject_GetAttrString(mod, "netpollready");
-        Py_DECREF(mod);
-        if (!py_netpollready) return -1;
-    }
-    PyObject *lst = PyList_New(n);
-    if (!lst) return -1;
-    for (int i = 0; i < n; i++) {
-        PyObject *t = Py_BuildValue("(KOO)", (unsigned long long)evs[i].token,
-                                    (evs[i].flags & NP_READ) ? Py_True : Py_False,
-                                    (evs[i].flags & NP_WRITE) ? Py_True : Py_False);
-        if (!t) { Py_DECREF(lst); return -1; }
-        PyList_SET_ITEM(lst, i, t);
-    }
-    PyObject *r = PyObject_CallOneArg(py_netpollready, lst);
-    Py_DECREF(lst);
-    if (!r) return -1;
-    long k = PyLong_AsLong(r);
-    Py_DECREF(r);
-    return (int)k;
-}
-
-/* Non-blocking poll of p's own poller by its owner, with the GIL kept.
- * Returns the Gs readied, or -1 with an exception. */
-int netpoll_own(PObject *p) {
-    if (!p->cpoll) {
-        if (p->parker == Py_None) return 0;
-        PyObject *r = PyObject_CallMethodNoArgs(p->parker, s_poll);
-        if (!r) return -1;
-        long k = PyLong_AsLong(r);
-        Py_DECREF(r);
-        return (int)k;
-    }
-    np_event evs[POLL_EVENTS];
-    int n = np_wait_p(p->cpoll, evs, POLL_EVENTS, 0);
-    p->lastpoll = pymono();
-    p->npolls++;
-    if (n <= 0) return 0;
-    int k = dispatch(evs, n);
-    if (k > 0) p->npollready += k;
-    return k;
-}
-
-/* Poll another P's poller (it has not been polled for NETPOLL_STALE while it
- * runs): its waiters are readied onto their home P from here. */
-static int netpoll_remote(PObject *q) {
-    if (!q->cpoll) {
-        if (q->parker == Py_None) return 0;
-        PyObject *r = PyObject_CallMethodNoArgs(q->parker, s_poll);
-        if (!r) return -1;
-        long k = PyLong_AsLong(r);
-        Py_DECREF(r);
-        return (int)k;
-    }
-    np_event evs[POLL_EVENTS];
-    int n = 0;
-    if (!PyThread_acquire_lock(q->pollmu, NOWAIT_LOCK)) return 0;
-    if (q->cpoll) {
-        n = np_wait_p(q->cpoll, evs, POLL_EVENTS, 0);
-        /* we may have consumed the owner's wake-up: post it again */
-        if (atomic_load(&q->notified)) np_break_p(q->cpoll);
-    }
-    PyThread_release_lock(q->pollmu);
-    q->lastpoll = pymono();
-    if (n <= 0) return 0;
-    return dispatch(evs, n);
 }
 
 /* ------------------------------------------------------------ global queue */
@@ -275,12 +157,7 @@ void wakep_c(void) {
     p->spinning = 1;
     s->nspinning++;
     sunlock(s);
-    if (unpark_c(p, WAKE_SPIN) < 0) PyErr_WriteUnraisable((PyObject *)p);
-    if (s->sysmonidle && s->sysmonwake) {
-        PyObject *r = PyObject_CallMethodNoArgs(s->sysmonwake, s_set);
-        if (!r) PyErr_WriteUnraisable(s->sysmonwake);
-        Py_XDECREF(r);
-    }
+    if (parker_unpark_spin(p) < 0) PyErr_WriteUnraisable((PyObject *)p);
 }
 
 /* Work went to the global queue from a thread without a P: wake an idle P
@@ -334,45 +211,28 @@ static int drain(PObject *p) {
 
 /* ------------------------------------------------------------ stealing */
 
-static int runtimers(PObject *q) {
-    if (!py_runtimers) {
-        PyObject *mod = PyImport_ImportModule("pygmp.runtime.timers");
-        if (!mod) return -1;
-        py_runtimers = PyObject_GetAttrString(mod, "runtimers");
-        Py_DECREF(mod);
-        if (!py_runtimers) return -1;
-    }
-    PyObject *r = PyObject_CallOneArg(py_runtimers, (PyObject *)q);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
+static inline double timer0_of(PObject *q) {   /* +inf: none; any thread, no lock */
+    return atomic_load_explicit(&q->ts->timer0, memory_order_relaxed);
 }
 
-static int timer_due(PObject *q, double now) {
-    PyObject *t0 = q->timer0;
-    return t0 != Py_None && PyFloat_Check(t0) && PyFloat_AS_DOUBLE(t0) <= now;
-}
-
-/* Look at every other P in a random order: run its due timers, poll its
- * poller if it runs and has not polled for NETPOLL_STALE, and take half of
- * its movable Gs (Go's stealWork).  New ref, or NULL. */
+/* Look at every other P in a random order: run its due timers and take half
+ * of its movable Gs (Go's stealWork).  (A running P's poller that nobody
+ * polled for 10 ms is sysmon's to poll.)  New ref, or NULL. */
 static PyObject *stealwork(PObject *p) {
     SchedObject *s = sched_c;
     PObject **v;
     Py_ssize_t n = allp_snapshot(s, &v, 1);
     if (!v) return PyErr_NoMemory();
     PyObject *got = NULL;
-    if (n < 2 && p->timer0 == Py_None) goto done;
-    double now = pymono();
+    if (n < 2 && timer0_of(p) == HUGE_VAL) goto done;
+    double now = mono();
     Py_ssize_t start = n ? (Py_ssize_t)fastrandn((uint32_t)n) : 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PObject *q = v[(start + i) % n];
         if (q == p) continue;
-        if (timer_due(q, now) && runtimers(q) < 0) goto done;
-        if (!q->sleeping && now - q->lastpoll > NETPOLL_STALE) {
-            int k = netpoll_remote(q);
-            if (k < 0) goto done;
-            if (k > 0) p->nremotepolls++;
+        if (timer0_of(q) <= now) {
+            runtimers_c(q, now);
+            if (PyErr_Occurred()) goto done;
         }
         if (q->nmovable || (q->stuck && q->runnext != Py_None)) {
             PyObject *taken = rq_take_movable(q, -1, q->stuck);
@@ -380,6 +240,8 @@ static PyObject *stealwork(PObject *p) {
             Py_ssize_t k = PyList_GET_SIZE(taken);
             if (k > 0) {
                 p->stealcount += k;
+                if (atomic_load_explicit(&trace_on, memory_order_relaxed))
+                    trace_emit(TR_STEAL, p, 0, k, (PyObject *)q);
                 got = Py_NewRef(PyList_GET_ITEM(taken, 0));
                 if (k > 1) {
                     PLOCK(p);
@@ -436,73 +298,67 @@ static void reidle_nogil(PObject *p) {
     sunlock(s);
 }
 
-/* Sleep in p's poller until an unpark, an I/O event, or `timeout` seconds
- * (< 0: none).  The GIL is released for the whole wait and taken again only
- * to hand over events, or when the wake-up was for something other than a
- * spin (wakep) or a spin found work.  Returns -1 with an exception. */
-static int park_c(PObject *p, double timeout) {
-    p->nparks++;
-    if (!p->cpoll) {
-        if (p->parker == Py_None) return 0;
-        PyObject *t = timeout < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(timeout);
-        if (!t) return -1;
-        PyObject *r = PyObject_CallMethodOneArg(p->parker, s_park, t);
-        Py_DECREF(t);
-        if (!r) return -1;
-        Py_DECREF(r);
-        return 0;
+/* The earliest timer of any P (+inf: none); any thread, no GIL. */
+static double next_deadline_nogil(PObject *p) {
+    PObject **v;
+    Py_ssize_t n = allp_snapshot(sched_c, &v, 0);
+    if (!v) return mono();     /* no memory: look now, with the GIL */
+    double d = HUGE_VAL;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double t = timer0_of(v[i]);
+        if (t < d) d = t;
     }
-    np_event evs[POLL_EVENTS];
-    int n = 0;
-    Py_BEGIN_ALLOW_THREADS
-    double until = timeout < 0 ? -1.0 : mono() + timeout;
-    for (;;) {
-        int ms = -1;
-        if (until >= 0) {
-            double left = until - mono();
-            ms = left <= 0 ? 0 : (int)ceil(left * 1000.0);
-            if (left > 0 && ms < 1) ms = 1;
-        }
-        if (atomic_exchange(&p->notified, 0)) ms = 0;   /* a token is posted: just consume the break */
-        n = np_wait_p(p->cpoll, evs, POLL_EVENTS, ms);
-        if (n != 0) break;                               /* events (or an error: look with the GIL) */
-        if (until >= 0 && mono() >= until) break;         /* a timer is due */
-        int why = atomic_exchange(&p->wakewhy, 0);
-        if (why != WAKE_SPIN) {
-            if (why == 0 && ms == 0 && !atomic_load(&p->notified)) {
-                /* consumed a stale break: nothing new; sleep on */
-                continue;
-            }
-            break;           /* work readied here, a timer change, exit, resize, EINTR */
-        }
-        if (atomic_load(&exiting) || p->draining || work_visible_nogil(p)) break;
+    PyMem_RawFree(v);
+    return d;
+}
+
+/* The idle wait's decision, without the GIL, after a wait that ended with no
+ * event before its deadline: 1 to wait again (with *until moved up to an
+ * earlier timer), 0 to take the GIL and look.  Only a wake-up from wakep (or
+ * none: EINTR, a consumed stale break) may be dropped: every other unpark has
+ * set WAKE_OTHER. */
+static int idle_again(PObject *p, double *until) {
+    int why = atomic_exchange(&p->wakewhy, 0);
+    if (why & WAKE_OTHER) return 0;
+    if (atomic_load(&exiting) || p->draining || work_visible_nogil(p)) return 0;
+    double d = next_deadline_nogil(p);
+    if (d < HUGE_VAL && (*until < 0 || d < *until)) {
+        if (d <= mono()) return 0;
+        *until = d;
+    }
+    if (p->spinning) {
         /* woken to spin, and the work is gone: idle again, look once more */
         reidle_nogil(p);
-        if (work_visible_nogil(p)) break;
-        p->nfutile++;        /* owner-written; read by diagnostics */
+        if (work_visible_nogil(p)) return 0;
     }
-    Py_END_ALLOW_THREADS
-    p->lastpoll = pymono();
-    if (n < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        return -1;
-    }
-    if (n > 0) {
-        int k = dispatch(evs, n);
-        if (k < 0) return -1;
-        p->npollready += k;
-    }
+    p->nfutile++;            /* owner-written; read by diagnostics */
+    return 1;
+}
+
+/* Sleep until an unpark, an I/O event, or `timeout` seconds (< 0: none). */
+static int park_c(PObject *p, double timeout) {
+    p->nparks++;
+    atomic_store(&p->wakewhy, 0);      /* reasons from before this wait are seen by its re-checks */
+    int k = poller_idle_wait(p, timeout < 0 ? -1.0 : mono() + timeout, idle_again);
+    if (k != -2) return k < 0 ? -1 : 0;
+    if (p->parker == Py_None) return 0;
+    PyObject *t = timeout < 0 ? Py_NewRef(Py_None) : PyFloat_FromDouble(timeout);
+    if (!t) return -1;
+    PyObject *r = PyObject_CallMethodOneArg(p->parker, s_park, t);
+    Py_DECREF(t);
+    if (!r) return -1;
+    Py_DECREF(r);
     return 0;
 }
 
-/* the earliest timer of any P (+inf: none); with the GIL */
-static double next_deadline(PObject **v, Py_ssize_t n) {
-    double d = INFINITY;
-    for (Py_ssize_t i = 0; i < n; i++) {
-        PyObject *t = v[i]->timer0;
-        if (t != Py_None && PyFloat_Check(t) && PyFloat_AS_DOUBLE(t) < d) d = PyFloat_AS_DOUBLE(t);
-    }
-    return d;
+static void set_sleepuntil(PObject *p, double d, PyObject *v) {   /* v: a new ref or NULL (use d) */
+    if (!v) v = PyFloat_FromDouble(d);
+    if (!v) { PyErr_Clear(); v = Py_NewRef(Py_None); }
+    PLOCK(p);
+    PyObject *old = p->sleepuntil;
+    p->sleepuntil = v;
+    PUNLOCK(p);
+    Py_XDECREF(old);
 }
 
 /* Publish "sleeping, deadline unknown", re-check, read every P's earliest
@@ -514,8 +370,8 @@ static int idle_sleep(PObject *p, int alldead) {
     PLOCK(p);
     int sleep = p->rqlen == 0 && p->runnext == Py_None;
     p->sleeping = (char)sleep;
-    p->sleepuntil = SLEEP_UNKNOWN;
     PUNLOCK(p);
+    set_sleepuntil(p, SLEEP_UNKNOWN, NULL);
     PObject **v;
     Py_ssize_t n = allp_snapshot(s, &v, 1);
     if (!v) { r = -1; PyErr_NoMemory(); goto out; }
@@ -525,11 +381,13 @@ static int idle_sleep(PObject *p, int alldead) {
             if (v[i] != p && v[i]->nmovable) sleep = 0;
     }
     if (sleep) {
-        double deadline = next_deadline(v, n);
-        PLOCK(p);
-        p->sleepuntil = deadline;
-        PUNLOCK(p);
-        if (isinf(deadline)) {
+        double deadline = HUGE_VAL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            double t = timer0_of(v[i]);
+            if (t < deadline) deadline = t;
+        }
+        if (deadline == HUGE_VAL) {
+            set_sleepuntil(p, 0, Py_NewRef(Py_None));
             if (alldead && py_checkdead) {
                 PyObject *c = PyObject_CallNoArgs(py_checkdead);   /* exits if dead */
                 if (!c) r = -1;
@@ -537,7 +395,8 @@ static int idle_sleep(PObject *p, int alldead) {
             }
             if (r == 0) r = park_c(p, -1);
         } else {
-            double now = pymono(), t = deadline - now;
+            set_sleepuntil(p, deadline, NULL);
+            double now = mono(), t = deadline - now;
             if (t > 0) {
                 r = park_c(p, t);
             } else {
@@ -545,7 +404,10 @@ static int idle_sleep(PObject *p, int alldead) {
                    next_local): fire it here rather than come round again
                    with the GIL held while its P is busy or draining */
                 for (Py_ssize_t i = 0; i < n && r == 0; i++)
-                    if (timer_due(v[i], now)) r = runtimers(v[i]);
+                    if (timer0_of(v[i]) <= now) {
+                        runtimers_c(v[i], now);
+                        if (PyErr_Occurred()) r = -1;
+                    }
             }
         }
     }
@@ -553,8 +415,8 @@ static int idle_sleep(PObject *p, int alldead) {
 out:
     PLOCK(p);
     p->sleeping = 0;
-    p->sleepuntil = SLEEP_UNKNOWN;
     PUNLOCK(p);
+    set_sleepuntil(p, SLEEP_UNKNOWN, NULL);
     return r;
 }
 
@@ -606,7 +468,8 @@ static PyObject *findrunnable(PObject *p) {
             p->ransinceidle = 1;
             return g;
         }
-        int k = netpoll_own(p);
+        p->npolls++;
+        int k = netpoll_p(p);           /* non-blocking, the GIL kept */
         if (k < 0) return NULL;
         if (k > 0) continue;
         if (!p->draining) {
@@ -634,26 +497,13 @@ PyObject *m_schedule(PyObject *m, PyObject *arg) {
             if (PyErr_Occurred()) return NULL;
             Py_RETURN_NONE;
         }
-        while (g != Py_None) {
-            PyObject *glet = G_CAST(g)->glet;
-            if (glet == Py_None) {
-                glet = PyObject_CallFunctionObjArgs(py_glet_for, (PyObject *)p, g, NULL);
-                if (!glet) { Py_DECREF(g); return NULL; }
-            } else {
-                Py_INCREF(glet);
-            }
-            Py_SETREF(p->curg, Py_NewRef(g));
-            G_CAST(g)->status = Grunning;
-            PyObject *args = PyTuple_Pack(1, g);
-            Py_DECREF(g);
-            if (!args) { Py_DECREF(glet); return NULL; }
-            PyObject *r = glet_switch(glet, args);
-            Py_DECREF(args);
-            Py_DECREF(glet);
-            if (!r) return NULL;
-            g = r;           /* None, or an unstarted G handed to g0 */
-        }
+        /* g0 runs g, and the unstarted Gs goroutines hand back to it (new
+           greenlets are only ever created on g0's shallow stack: gbody.c) */
+        PyObject *args[2] = {arg, g};
+        PyObject *r = m_execute(NULL, args, 2);
         Py_DECREF(g);
+        if (!r) return NULL;
+        Py_DECREF(r);
     }
 }
 
@@ -669,52 +519,11 @@ PyObject *m_wakep_idle(PyObject *m, PyObject *u) {
     Py_RETURN_NONE;
 }
 
-PyObject *m_unpark(PyObject *m, PyObject *p) {
-    if (!PyObject_TypeCheck(p, &PType)) { PyErr_SetString(PyExc_TypeError, "unpark(p)"); return NULL; }
-    if (unpark_c(P_CAST(p), WAKE_OTHER) < 0) return NULL;
-    Py_RETURN_NONE;
-}
-
-PyObject *m_netpoll_poll(PyObject *m, PyObject *p) {
-    if (!PyObject_TypeCheck(p, &PType)) { PyErr_SetString(PyExc_TypeError, "netpoll_poll(p)"); return NULL; }
-    int k = netpoll_own(P_CAST(p));
-    if (k < 0) return NULL;
-    return PyLong_FromLong(k);
-}
-
 PyObject *m_set_sched(PyObject *m, PyObject *s) {
     if (s != Py_None && !PyObject_TypeCheck(s, &SchedType)) { PyErr_SetString(PyExc_TypeError, "set_sched(Sched or None)"); return NULL; }
     SchedObject *old = sched_c;
     sched_c = s == Py_None ? NULL : (SchedObject *)Py_NewRef(s);
     Py_XDECREF(old);
-    Py_RETURN_NONE;
-}
-
-PyObject *m_netpoll_setup(PyObject *m, PyObject *const *args, Py_ssize_t n) {
-    if (n != 2) { PyErr_SetString(PyExc_TypeError, "netpoll_setup(np_wait, np_break)"); return NULL; }
-    void *w = PyLong_AsVoidPtr(args[0]), *b = PyLong_AsVoidPtr(args[1]);
-    if (PyErr_Occurred()) return NULL;
-    np_wait_p = (int (*)(np_poller *, np_event *, int, int))w;
-    np_break_p = (int (*)(np_poller *))b;
-    Py_RETURN_NONE;
-}
-
-/* ------------------------------------------------------------ P methods */
-
-/* p.set_cpoll(addr): the worker's idle wait and polls use this np_poller
- * directly (0: none, back to the Python parker).  Clearing waits for wakers
- * and remote pollers to let go of the old one. */
-PyObject *P_set_cpoll(PObject *p, PyObject *arg) {
-    void *np = PyLong_AsVoidPtr(arg);
-    if (PyErr_Occurred()) return NULL;
-    if (np && !np_wait_p) { PyErr_SetString(PyExc_RuntimeError, "netpoll_setup() first"); return NULL; }
-    if (!PyThread_acquire_lock(p->pollmu, NOWAIT_LOCK)) {
-        Py_BEGIN_ALLOW_THREADS
-        PyThread_acquire_lock(p->pollmu, WAIT_LOCK);
-        Py_END_ALLOW_THREADS
-    }
-    p->cpoll = np;
-    PyThread_release_lock(p->pollmu);
     Py_RETURN_NONE;
 }
 
@@ -727,17 +536,16 @@ static PyObject *Sched_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->allp = PyList_New(0);
     self->everp = PyList_New(0);
     self->runq = Py_NewRef(Py_None);
-    self->sysmonwake = Py_NewRef(Py_None);
     if (!self->lock || !self->allp || !self->everp) { Py_DECREF(self); return NULL; }
     return (PyObject *)self;
 }
 static int Sched_traverse(SchedObject *self, visitproc visit, void *arg) {
     Py_VISIT(self->lock); Py_VISIT(self->runq); Py_VISIT(self->allp);
-    Py_VISIT(self->everp); Py_VISIT(self->sysmonwake);
+    Py_VISIT(self->everp);
     return 0;
 }
 static int Sched_clear(SchedObject *self) {
-    Py_CLEAR(self->runq); Py_CLEAR(self->allp); Py_CLEAR(self->everp); Py_CLEAR(self->sysmonwake);
+    Py_CLEAR(self->runq); Py_CLEAR(self->allp); Py_CLEAR(self->everp);
     return 0;
 }
 static void Sched_dealloc(SchedObject *self) {
@@ -770,26 +578,21 @@ static int Sched_set_allp(SchedObject *s, PyObject *v, void *c) {
     Py_SETREF(s->allp, Py_NewRef(v));
     return 0;
 }
-/* idle Ps, a list (takes s.lock: not with it held) */
+/* idle Ps, a list.  Takes no lock (callers may hold sched.lock; hold it for
+   an exact answer): a walk racing with changes is bounded and sees each P at
+   most once, and every P it can reach stays alive (everp). */
 static PyObject *Sched_get_pidle(SchedObject *s, void *c) {
-    PObject *buf[64];
-    PObject **v = buf;
-    Py_ssize_t n;
-    slock(s);
-    n = s->npidle;
-    if (n > 64) v = PyMem_RawMalloc(sizeof(PObject *) * n);
-    Py_ssize_t k = 0;
-    if (v) for (PObject *p = s->pidle; p && k < n; p = p->idlenext) v[k++] = p;
-    sunlock(s);
-    if (!v) return PyErr_NoMemory();
-    PyObject *out = PyList_New(k);
-    for (Py_ssize_t i = 0; out && i < k; i++) PyList_SET_ITEM(out, i, Py_NewRef((PyObject *)v[i]));
-    if (v != buf) PyMem_RawFree(v);
+    PyObject *out = PyList_New(0);
+    Py_ssize_t bound = s->nallp + 1;
+    for (PObject *p = s->pidle; out && p && bound-- > 0; p = p->idlenext) {
+        int dup = PySequence_Contains(out, (PyObject *)p);
+        if (dup < 0 || (!dup && PyList_Append(out, (PyObject *)p) < 0)) Py_CLEAR(out);
+    }
     return out;
 }
 static PyGetSetDef Sched_getset[] = {
     {"allp", (getter)Sched_get_allp, (setter)Sched_set_allp, "live Ps (copy-on-write; assign under sched.lock)", NULL},
-    {"pidle", (getter)Sched_get_pidle, NULL, "idle Ps (a snapshot; takes sched.lock)", NULL},
+    {"pidle", (getter)Sched_get_pidle, NULL, "idle Ps (a snapshot; exact under sched.lock)", NULL},
     {NULL}};
 
 /* s.unidle_locked(p): p leaves the idle list and stops spinning (it retires
@@ -815,9 +618,8 @@ static PyObject *Sched_stats(SchedObject *s, PyObject *u) {
     PyObject *out = PyList_New(0);
     for (Py_ssize_t i = 0; out && i < n; i++) {
         PObject *p = v[i];
-        PyObject *d = Py_BuildValue("{sLsLsLsLsLsLsLsn}", "parks", p->nparks, "futile_nogil", p->nfutile,
+        PyObject *d = Py_BuildValue("{sLsLsLsLsLsn}", "parks", p->nparks, "futile_nogil", p->nfutile,
                                     "empty_wakes", p->nemptywakes, "polls", p->npolls,
-                                    "poll_readied", p->npollready, "remote_polls", p->nremotepolls,
                                     "steals", p->stealcount, "homed", p->nhomed);
         if (!d || PyList_Append(out, d) < 0) Py_CLEAR(out);
         Py_XDECREF(d);
@@ -836,8 +638,6 @@ static PyMemberDef Sched_members[] = {
     {"npidle", T_PYSSIZET, offsetof(SchedObject, npidle), READONLY, NULL},
     {"nspinning", T_PYSSIZET, offsetof(SchedObject, nspinning), READONLY, NULL},
     {"nidle", T_PYSSIZET, offsetof(SchedObject, nidle), READONLY, "Ps in their idle wait, draining ones too"},
-    {"sysmonidle", T_BOOL, offsetof(SchedObject, sysmonidle), 0, "sysmon is in its deep sleep (hint)"},
-    {"sysmonwake", T_OBJECT, offsetof(SchedObject, sysmonwake), 0, NULL},
     {NULL}};
 PyTypeObject SchedType = {
     PyVarObject_HEAD_INIT(NULL, 0)

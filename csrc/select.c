@@ -59,6 +59,7 @@ static PyObject *sel_result(int i, int kind, PyObject *v, int ok) {   /* steals 
 #define SEL_STACK 8
 
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n) {
+    if (checkpreempt() < 0) return NULL;    /* a runtime entry: sysmon may have asked us to yield */
     scase cstack[SEL_STACK];
     int ostack[SEL_STACK];
     ChanObject *lstack[SEL_STACK];

@@ -1,5 +1,10 @@
-"""The example at the top of DESIGN.md: 10,000 goroutines, one channel, and the
-OS thread count the whole time (psutil)."""
+"""The example at the top of the README (and of docs/design.md): 10,000
+goroutines, one channel, and the OS thread count (psutil).
+
+    python examples/hello.py
+
+The OS sees GOMAXPROCS + 2 threads: one worker per P, the main thread (which
+runs only the main goroutine) and sysmon."""
 
 import psutil
 

@@ -5,39 +5,41 @@ with h11 (no hand-written HTTP parser).
 
 ``GET /`` answers a small fixed page; ``GET /stats`` answers JSON with
 GOMAXPROCS, the number of goroutines and the process's OS threads (psutil).
-ADDRESS is Go-style (default ``127.0.0.1:8080``; ``127.0.0.1:0`` picks a free
-port).  The first line on stdout is ``listening on HOST:PORT``.  Ctrl-C closes
-the listener and exits with status 0.
+ADDRESS is HOST:PORT (default 127.0.0.1:8080; port 0 picks a free one).  The
+first line on stdout is ``listening on HOST:PORT``.  Ctrl-C (SIGINT) or
+SIGTERM closes the listener and exits with status 0.
 
 Responses to pipelined requests are batched: they are written when the
-parser needs more input, so a burst of requests costs one write.
+parser needs more input, so a burst of requests costs one write.  A request
+h11 cannot parse gets a 400 (or 431 for oversized headers) and the
+connection is closed.
 """
 
-import argparse
 import json
 import sys
+from http import HTTPStatus
 
 import h11
 import psutil
 
-from pygmp import chan, go, net
 from pygmp.runtime import gomaxprocs, num_goroutine
+
+from _serve import parser, serve
+
+LOAD = """
+Try it:
+  curl -i http://127.0.0.1:8080/
+  curl http://127.0.0.1:8080/stats      # GOMAXPROCS, goroutines, OS threads
+Load it with wrk (apt-get install wrk):
+  wrk -t2 -c100 -d10s --latency http://127.0.0.1:8080/
+"""
 
 PAGE = (b"<!doctype html>\n<html><head><title>pygmp</title></head>\n"
         b"<body><h1>Hello from pygmp</h1>"
         b"<p>Served by a goroutine.</p></body></html>\n")
 
 _proc = psutil.Process()
-
-
-def addr_str(a):
-    """A listener/conn address as ``host:port`` (Go's String())."""
-    if isinstance(a, str):
-        return a
-    if isinstance(a, tuple) and len(a) >= 2:
-        host, port = a[0], a[1]
-        return "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port)
-    return str(a)
+_REASON = {s.value: s.phrase.encode() for s in HTTPStatus}
 
 
 def stats():
@@ -61,14 +63,18 @@ def respond(method, target):
     return 404, b"text/plain", b"not found\n"
 
 
-def send_simple(h, out, status, body, close=False):
-    headers = [(b"content-type", b"text/plain"),
+def send_response(h, out, status, ctype, body, head=False, close=False):
+    """Append a whole response to ``out`` (bytes still to write)."""
+    headers = [(b"content-type", ctype),
                (b"content-length", b"%d" % len(body)),
                (b"server", b"pygmp")]
+    if status == 405:
+        headers.append((b"allow", b"GET, HEAD"))
     if close:
         headers.append((b"connection", b"close"))
-    out.append(h.send(h11.Response(status_code=status, headers=headers)))
-    if body:
+    out.append(h.send(h11.Response(status_code=status, headers=headers,
+                                   reason=_REASON.get(status, b""))))
+    if body and not head:
         out.append(h.send(h11.Data(data=body)))
     out.append(h.send(h11.EndOfMessage()))
 
@@ -77,80 +83,39 @@ def handle(conn):
     h = h11.Connection(h11.SERVER)
     out = []                        # response bytes not yet written
     req = None
-    try:
-        while True:
-            try:
-                ev = h.next_event()
-            except h11.RemoteProtocolError as e:
-                if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
-                    send_simple(h, out, e.error_status_hint,
-                                ("bad request: %s\n" % e).encode(), close=True)
+    while True:
+        try:
+            ev = h.next_event()
+        except h11.RemoteProtocolError as e:
+            if h.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+                send_response(h, out, e.error_status_hint, b"text/plain",
+                              ("bad request: %s\n" % e).encode(), close=True)
+            break
+        if ev is h11.NEED_DATA:
+            if out:
+                conn.write(b"".join(out))
+                out.clear()
+            h.receive_data(conn.read(65536))    # b"" means EOF
+            continue
+        if isinstance(ev, h11.Request):
+            req = ev
+        elif isinstance(ev, h11.EndOfMessage):
+            status, ctype, body = respond(req.method, req.target)
+            send_response(h, out, status, ctype, body, head=req.method == b"HEAD")
+            req = None
+            if h.our_state is h11.MUST_CLOSE:
                 break
-            if ev is h11.NEED_DATA:
-                if out:
-                    conn.write(b"".join(out))
-                    out.clear()
-                h.receive_data(conn.read(65536))    # b"" means EOF
-                continue
-            if isinstance(ev, h11.Request):
-                req = ev
-            elif isinstance(ev, h11.EndOfMessage):
-                status, ctype, body = respond(req.method, req.target)
-                headers = [(b"content-type", ctype),
-                           (b"content-length", b"%d" % len(body)),
-                           (b"server", b"pygmp")]
-                out.append(h.send(h11.Response(status_code=status, headers=headers)))
-                if req.method != b"HEAD":
-                    out.append(h.send(h11.Data(data=body)))
-                out.append(h.send(h11.EndOfMessage()))
-                req = None
-                if h.our_state is h11.MUST_CLOSE:
-                    break
-                h.start_next_cycle()
-            elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED:
-                break
-            # h11.Data (a request body) is read and ignored
-        if out:
-            conn.write(b"".join(out))
-    except OSError:                 # reset, broken pipe, net.ErrClosed
-        pass
-    finally:
-        conn.close()
-
-
-def serve(ln, stopped):
-    try:
-        while True:
-            try:
-                conn = ln.accept()
-            except net.ErrClosed:
-                return
-            except OSError as e:
-                print("accept: %s" % e, file=sys.stderr)
-                continue
-            go(handle, conn)
-    finally:
-        stopped.close()
+            h.start_next_cycle()
+        elif isinstance(ev, h11.ConnectionClosed) or ev is h11.PAUSED:
+            break
+        # h11.Data (a request body) is read and ignored
+    if out:
+        conn.write(b"".join(out))
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("address", nargs="?", default="127.0.0.1:8080")
-    ap.add_argument("--gomaxprocs", type=int, default=0,
-                    help="number of Ps (default: the runtime's default)")
-    args = ap.parse_args(argv)
-    if args.gomaxprocs > 0:
-        gomaxprocs(args.gomaxprocs)
-    ln = net.listen("tcp", args.address)
-    print("listening on %s" % addr_str(ln.addr()), flush=True)
-    stopped = chan()
-    go(serve, ln, stopped)
-    try:
-        stopped.recv()
-    except KeyboardInterrupt:
-        ln.close()
-        print("http_server: interrupted, listener closed", file=sys.stderr)
-    return 0
+    args = parser(__doc__, "127.0.0.1:8080", LOAD).parse_args(argv)
+    return serve("http_server", args, handle)
 
 
 if __name__ == "__main__":

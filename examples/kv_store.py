@@ -4,19 +4,18 @@ very same code.
 
 ``Store`` holds the data (the caller supplies its lock); ``Session`` is one
 connection's protocol state: ``process(data)`` parses every complete command
-with ``hiredis.Reader``, runs it and returns all the replies as one bytes
-object (pipelining: one write per read).  Inline commands (a plain
-``PING\r\n`` line, as redis-benchmark's PING_INLINE sends) are split on
-whitespace when they start at a command boundary; an inline command that
-follows a RESP command in the same read is a protocol error here (real Redis
-accepts that mix; no client we know of sends it).  Expiry (EX/PX) is checked
-lazily on access against the monotonic clock.
+(Redis's own parser, rewritten in Python, with Redis's limits), runs them
+under the store's lock and returns all the replies as one bytes object
+(pipelining: one write per read).  Inline commands (a plain ``PING\r\n``
+line, as redis-cli and redis-benchmark's PING_INLINE send) are split on
+whitespace.  Malformed input gets ``-ERR Protocol error: ...`` and the
+connection is closed, as Redis does.  Expiry (EX/PX) is checked lazily on
+access against the monotonic clock.
 """
 
 import re
 import time
 
-import hiredis
 
 _monotonic = time.monotonic
 _INT_RE = re.compile(rb"-?(0|[1-9][0-9]*)")
@@ -269,77 +268,249 @@ def unknown(cmd):
 
 
 def proto_error(msg):
-    return ("-ERR Protocol error: %s\r\n" % msg).replace("\n", " ").encode()
+    msg = str(msg).replace("\r", " ").replace("\n", " ")
+    return ("-ERR Protocol error: %s\r\n" % msg).encode("utf-8", "replace")
 
 
+# Redis's limits (networking.c): PROTO_INLINE_MAX_SIZE, the multibulk count a
+# client may announce, and proto-max-bulk-len.
 MAX_INLINE = 64 * 1024
+MAX_MULTIBULK = 1024 * 1024
+MAX_BULK = 512 * 1024 * 1024
+
+
+# Canonical headers for the fast path: ``*1`` .. ``*64``, ``$0`` .. ``$1023``.
+_SHORT = 1024
+_COUNT = {b"*%d" % i: i for i in range(1, 65)}
+_BULK_HDR = tuple(b"$%d" % i for i in range(_SHORT))
+
+
+class ProtocolError(Exception):
+    """Malformed input: the reply is ``-ERR Protocol error: <message>`` and
+    the connection is closed (as Redis does)."""
+
+
+def _length(line, what):
+    """The integer of a ``*N`` / ``$N`` header (``line`` holds the digits).
+    Strict, as Redis's string2ll: optional '-', digits, no spaces, no '+'."""
+    if 0 < len(line) <= 20 and (line.isdigit() or (line[:1] == b"-" and line[1:].isdigit())):
+        return int(line)
+    raise ProtocolError("invalid %s length" % what)
 
 
 class Session:
     """One connection's protocol state.  ``process(data)`` parses every
     complete command in ``data`` (plus what earlier calls left over), runs
-    them on the store and returns ``(replies, close)``: the replies as one
-    bytes object, and whether the connection must be closed after sending
-    them.  The caller holds the store's lock around the call.  (The
-    benchmark's gevent and asyncio peers reuse this class.)"""
+    them on the store under its lock and returns ``(replies, close)``: the
+    replies as one bytes object, and whether the connection must be closed
+    after sending them.  (The benchmark's gevent and asyncio peers reuse this
+    class.)
 
-    __slots__ = ("st", "reader", "in_resp", "pend")
+    The parser is Redis's (``processMultibulkBuffer`` and
+    ``processInlineBuffer``), with Redis's limits and error messages.  It keeps
+    its place between calls, so input is never scanned twice: a half-received
+    command keeps the arguments parsed so far (``args``, ``argc``) and only
+    its unfinished piece is carried over (``rest``); a header line still
+    waiting for its newline resumes the search where the last one stopped
+    (``scan``); a bulk string still arriving is not looked at until all its
+    announced bytes are there (``need``)."""
+
+    __slots__ = ("st", "rest", "scan", "need", "argc", "args", "bulk")
 
     def __init__(self, st):
         self.st = st
-        self.reader = hiredis.Reader()
-        self.in_resp = False    # the reader holds part of a command
-        self.pend = b""         # inline bytes waiting for their newline
+        self.rest = bytearray()  # unparsed bytes carried over to the next call
+        self.scan = 0            # rest[:scan] holds no end of line
+        self.need = 0            # rest cannot parse before it holds this many bytes
+        self.argc = 0            # arguments still to come in the current multibulk
+        self.args = None         # arguments parsed so far (None: between commands)
+        self.bulk = -1           # announced length of the next bulk string, once read
 
     def process(self, data):
-        st = self.st
-        reader = self.reader
-        gets = reader.gets
-        if self.pend:
-            data, self.pend = self.pend + data, b""
-        out = []
-        now = _monotonic()
-        while True:
-            try:
-                cmd = gets()
-            except hiredis.ProtocolError as e:
-                out.append(proto_error(e))
-                return b"".join(out), True
-            if cmd is False:
-                if data is None:
-                    break                           # need more input
-                if self.in_resp or data[:1] == b"*":
-                    reader.feed(data)               # RESP: hiredis parses it
-                    data = None
-                    self.in_resp = True
-                    continue
-                # An inline command ("PING\r\n", as redis-cli and
-                # redis-benchmark's PING_INLINE send), at a command boundary:
-                # one line split on whitespace.
-                nl = data.find(b"\n")
-                if nl < 0:
-                    if len(data) > MAX_INLINE:
-                        out.append(proto_error("too big inline request"))
-                        return b"".join(out), True
-                    self.pend = data
+        if self.rest or self.args is not None:
+            return self._resume(data)
+        cmds = []
+        pos = self._fast(data, cmds)
+        if pos == len(data):
+            return self._run(cmds, None)
+        return self._parse(data, pos, cmds)
+
+    def _resume(self, data):
+        """``data`` continues a command that an earlier call left unfinished."""
+        rest = self.rest
+        if rest:
+            rest += data
+            n = len(rest)
+            if n < self.need:
+                return b"", False                   # a bulk string still arriving
+            if not self.need and rest.find(
+                    b"\n" if self.args is None and rest[:1] != b"*" else b"\r\n",
+                    max(self.scan - 1, 0)) < 0:
+                self.scan = n                       # still no end of line
+                if n > MAX_INLINE:
+                    return proto_error(self._too_big()), True
+                return b"", False
+            data = bytes(rest)
+            rest.clear()
+            self.scan = self.need = 0
+        return self._parse(data, 0, [])
+
+    def _too_big(self):
+        if self.args is None:
+            return "too big %s" % ("mbulk count string" if self.rest[:1] == b"*"
+                                   else "inline request")
+        return "too big bulk count string"
+
+    def _parse(self, data, pos, cmds):
+        """Parse ``data[pos:]`` with ``_slow``, keep what is left of an
+        unfinished command for the next call, run what is complete."""
+        try:
+            pos = self._slow(data, pos, cmds)
+            err = None
+        except ProtocolError as e:
+            err = proto_error(e)
+            pos = len(data)
+        if pos < len(data):
+            self.rest += data[pos:]
+            self.scan = len(data) - pos
+            if self.bulk >= 0:
+                self.need = self.bulk + 2
+        return self._run(cmds, err)
+
+    @staticmethod
+    def _fast(b, cmds):
+        """The common case, at C speed: split the input on CRLF once and take
+        every leading command whose arguments hold no CRLF, checking each
+        ``$N`` header against its argument's length.  Returns where it
+        stopped: the first command it does not vouch for (binary data, a long
+        argument, an unfinished command, malformed input) goes to ``_slow``,
+        and so does the rest of ``b``."""
+        parts = b.split(b"\r\n")
+        last = len(parts) - 1           # parts[last] has no CRLF after it
+        i = 0
+        count = _COUNT.get
+        hdr = _BULK_HDR.__getitem__
+        append = cmds.append
+        while i < last:
+            p = parts[i]
+            c = count(p)
+            if c is None:
+                if p[:1] == b"*" or b"\n" in p or len(p) > MAX_INLINE:
                     break
-                cmd = data[:nl].split()
-                data = data[nl + 1:] or None
-                if not cmd:
+                argv = p.split()        # an inline command
+                if argv:
+                    append(argv)
+                i += 1
+                continue
+            end = i + 1 + 2 * c
+            if end > last:
+                break
+            args = parts[i + 2:end:2]
+            try:
+                if list(map(hdr, map(len, args))) != parts[i + 1:end:2]:
+                    break
+            except IndexError:          # an argument of _SHORT bytes or more
+                break
+            append(args)
+            i = end
+        if i == last and not parts[last]:
+            return len(b)
+        return sum(map(len, parts[:i])) + 2 * i
+
+    def _slow(self, b, pos, cmds):
+        """Redis's parser, one field at a time from ``pos``, resuming the
+        command that the last call left unfinished."""
+        n = len(b)
+        find = b.find
+        while True:
+            args = self.args
+            if args is None:                        # at a command boundary
+                if pos >= n:
+                    return pos
+                if b[pos] != 42:                    # not '*': an inline command
+                    nl = find(b"\n", pos, pos + MAX_INLINE + 1)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("too big inline request")
+                        return pos
+                    line = b[pos:nl]
+                    pos = nl + 1
+                    argv = line.split()
+                    if argv:
+                        cmds.append(argv)
                     continue
-            else:
-                self.in_resp = reader.has_data()
-                if type(cmd) is not list or not cmd or \
-                        not all(type(x) is bytes for x in cmd):
-                    out.append(proto_error("expected an array of bulk strings"))
-                    return b"".join(out), True
-            name = cmd[0].upper()
-            f = COMMANDS.get(name)
-            if f is not None:
-                out.append(f(st, cmd[1:], now))
-            elif name == b"QUIT":
-                out.append(OK)
-                return b"".join(out), True
-            else:
-                out.append(unknown(cmd))
-        return b"".join(out), False
+                nl = find(b"\r\n", pos, pos + MAX_INLINE + 2)
+                if nl < 0:
+                    if n - pos > MAX_INLINE:
+                        raise ProtocolError("too big mbulk count string")
+                    return pos
+                count = _length(b[pos + 1:nl], "multibulk")
+                if count > MAX_MULTIBULK:
+                    raise ProtocolError("invalid multibulk length")
+                pos = nl + 2
+                if count <= 0:
+                    continue                        # "*0" / "*-1": nothing to run
+                self.args = args = []
+                self.argc = count
+            append = args.append
+            argc = self.argc
+            bulk = self.bulk
+            while argc:
+                if bulk < 0:                        # the "$N" header
+                    if pos >= n:
+                        break
+                    if b[pos] != 36:                # '$'
+                        raise ProtocolError("expected '$', got '%s'" % chr(b[pos]))
+                    nl = find(b"\r\n", pos, pos + MAX_INLINE + 2)
+                    if nl < 0:
+                        if n - pos > MAX_INLINE:
+                            raise ProtocolError("too big bulk count string")
+                        break
+                    bulk = _length(b[pos + 1:nl], "bulk")
+                    if bulk < 0 or bulk > MAX_BULK:
+                        raise ProtocolError("invalid bulk length")
+                    pos = nl + 2
+                end = pos + bulk
+                if end + 2 > n:
+                    break
+                if b[end:end + 2] != b"\r\n":
+                    raise ProtocolError("expected CRLF after a bulk string")
+                append(b[pos:end])
+                pos = end + 2
+                bulk = -1
+                argc -= 1
+            self.argc = argc
+            self.bulk = bulk
+            if argc:
+                return pos
+            cmds.append(args)
+            self.args = None
+
+    def _run(self, cmds, err):
+        """Run the parsed commands on the store, under its lock (taken once);
+        then the protocol error ``err``, if any, which closes the connection."""
+        out = []
+        close = False
+        if cmds:
+            st = self.st
+            now = _monotonic()
+            mu = st.mu
+            mu.lock()
+            try:
+                for cmd in cmds:
+                    name = cmd[0].upper()
+                    f = COMMANDS.get(name)
+                    if f is not None:
+                        out.append(f(st, cmd[1:], now))
+                    elif name == b"QUIT":
+                        out.append(OK)
+                        close = True
+                        break
+                    else:
+                        out.append(unknown(cmd))
+            finally:
+                mu.unlock()
+        if err is not None and not close:
+            out.append(err)
+            close = True
+        return b"".join(out), close

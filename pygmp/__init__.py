@@ -6,7 +6,7 @@
         go(lambda i: out.send(i * i), i)
     print(sum(out.recv() for _ in range(10_000)))
 
-Goroutines are greenlets run by per-P worker OS threads; see DESIGN.md and
+Goroutines are greenlets run by per-P worker OS threads; see docs/design.md and
 pygmp/HACKING.md.  The runtime starts itself on first use.
 """
 

@@ -18,13 +18,16 @@ cancels every context derived from it.  ``cancel`` may be called any number of
 times, from goroutines or plain threads; only the first call has an effect.
 
 Clock: durations are float seconds (``with_timeout(parent, 0.25)``) and
-deadlines are absolute times on :func:`pygmp.time.now`'s clock, the monotonic
-clock that every pygmp timer runs on (``time.monotonic()``).
-``with_deadline(parent, pygmp.time.now() + 5)`` is ``with_timeout(parent, 5)``,
-and ``ctx.deadline()`` returns such a value, or ``None`` when the context has
-no deadline (Go's ``Deadline() (time.Time, bool)`` folded into one value).
-Note that ``pygmp.net`` conn deadlines are wall-clock ``time.time()`` values;
-convert with ``time.time() + (ctx.deadline() - pygmp.time.now())``.
+deadlines are absolute wall-clock ``time.time()`` values, as ``pygmp.net``
+conn deadlines and :func:`pygmp.time.now` are.
+``with_deadline(parent, time.time() + 5)`` is ``with_timeout(parent, 5)``, and
+``ctx.deadline()`` returns ``(t, True)`` with such a ``t``, or
+``(None, False)`` when the context has no deadline (Go's
+``Deadline() (time.Time, bool)``), so ``conn.set_deadline(ctx.deadline()[0])``
+works as is.  A deadline is converted to the monotonic clock once, when it is
+set: the timer behind it fires after ``t - time.time()`` seconds, and a later
+wall-clock step does not move it (Go's monotonic reading).  A deadline that has
+already passed gives a context that is done at once.
 
 Errors: ``err()`` is ``None`` while the context is live, then forever one of
 two singletons: ``canceled`` (a ``CanceledError``, an ``Exception``) or
@@ -42,12 +45,14 @@ and cancels them after releasing it (a lock is never held while another
 context's lock is taken), and a child that is cancelled removes itself from
 its parent, so short-lived children in a long loop do not pile up.  A deadline
 is a ``pygmp.time.after_func`` timer, stopped when the context is cancelled
-first.  A child whose parent has an earlier deadline is just a cancel context
-and keeps the parent's deadline.  Contexts of other (user-written) types work
+first.  A child's deadline is the earlier of its own and its parent's: a child
+whose parent has an earlier deadline is just a cancel context
+and reports the parent's deadline.  Contexts of other (user-written) types work
 as parents: a goroutine watches their ``done()`` channel, as Go does.
 """
 
 import threading
+import time as _time
 
 from .runtime.chan import Chan, nilchan, select
 from . import time as _ptime
@@ -82,6 +87,9 @@ class DeadlineExceededError(TimeoutError):
 canceled = CanceledError("context canceled")
 deadline_exceeded = DeadlineExceededError("context deadline exceeded")
 
+_walltime = _time.time
+_NO_DEADLINE = (None, False)
+
 # A closed channel shared by every context cancelled before anyone asked for
 # its done() channel (Go's closedchan).
 _closedchan = Chan(0)
@@ -103,7 +111,8 @@ class Context:
     (``nilchan`` if it never can be); ``err()`` returns ``None``,
     ``canceled`` or ``deadline_exceeded``; ``value(key)`` looks ``key`` up
     through the chain of parents (``None`` if absent); ``deadline()`` returns
-    the absolute deadline on ``pygmp.time.now()``'s clock, or ``None``.
+    ``(t, True)`` with ``t`` the absolute ``time.time()`` deadline, or
+    ``(None, False)``.
     """
 
     __slots__ = ()
@@ -118,7 +127,7 @@ class Context:
         return None
 
     def deadline(self):
-        return None
+        return _NO_DEADLINE
 
 
 class _EmptyCtx(Context):
@@ -170,14 +179,15 @@ class _ValueCtx(Context):
         return self._parent.err()
 
     def deadline(self):
-        return self._parent.deadline()
+        return _deadline_of(self._parent)
 
     def value(self, key):
         c = self
         while True:
             t = type(c)
             if t is _ValueCtx:
-                if c._key == key:
+                k = c._key
+                if k is key or k == key:     # identity first, then equality
                     return c._val
                 c = c._parent
             elif t is _CancelCtx or t is _TimerCtx or t is _WithoutCancelCtx:
@@ -272,7 +282,7 @@ class _CancelCtx(Context):
         return _ValueCtx.value(self, key)     # iterative walk up the chain
 
     def deadline(self):
-        return self._parent.deadline()
+        return _deadline_of(self._parent)
 
     def __repr__(self):
         return "%r.with_cancel" % (self._parent,)
@@ -366,11 +376,11 @@ class _TimerCtx(_CancelCtx):
         self._timer = None
 
     def deadline(self):
-        return self._deadline
+        return (self._deadline, True)
 
     def __repr__(self):
         return "%r.with_deadline(%.6f [%.6fs])" % (
-            self._parent, self._deadline, self._deadline - _ptime.now())
+            self._parent, self._deadline, self._deadline - _walltime())
 
     def _cancel(self, remove_from_parent, err):
         if not _CancelCtx._cancel(self, remove_from_parent, err):
@@ -383,23 +393,41 @@ class _TimerCtx(_CancelCtx):
         return True
 
 
+def _deadline_of(ctx):
+    """``ctx.deadline()`` as ``(t, True)`` or ``(None, False)``; a user context
+    written for the older one-value form (a number or None) is accepted too."""
+    dl = ctx.deadline()
+    if type(dl) is tuple:
+        return dl
+    return _NO_DEADLINE if dl is None else (dl, True)
+
+
+def _check_number(x, who, what):
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError("%s: %s, not %s" % (who, what, type(x).__name__))
+    return float(x)
+
+
 def with_deadline(parent, t):
     """``(ctx, cancel)``: like :func:`with_cancel`, and also cancelled with
-    ``deadline_exceeded`` at ``t``, an absolute time on ``pygmp.time.now()``'s
-    (monotonic) clock.  If ``parent``'s deadline is earlier, the child keeps
-    the parent's deadline.  Call ``cancel()`` when done to release the timer."""
+    ``deadline_exceeded`` at ``t``, an absolute ``time.time()`` value.  A ``t``
+    already passed gives a context that is done at once.  If ``parent``'s
+    deadline is earlier, the child keeps the parent's deadline.  Call
+    ``cancel()`` when done to release the timer."""
     _check_parent(parent)
-    if isinstance(t, bool) or not isinstance(t, (int, float)):
-        raise TypeError("with_deadline: t must be a number (pygmp.time.now() clock), not %s"
-                        % type(t).__name__)
-    t = float(t)
-    pd = parent.deadline()
-    if pd is not None and pd < t:
+    t = _check_number(t, "with_deadline", "t must be a time.time() value")
+    return _with_deadline(parent, t, t - _walltime())
+
+
+def _with_deadline(parent, t, d):
+    """``t``: the wall-clock deadline reported; ``d``: seconds from now until
+    it (the timer runs on the monotonic clock)."""
+    pd, ok = _deadline_of(parent)
+    if ok and pd < t:
         return with_cancel(parent)      # the parent's sooner deadline governs
     c = _TimerCtx(parent, t)
     c._propagate()
-    d = t - _ptime.now()
-    if d <= 0:
+    if not d > 0:                       # passed (or NaN): done at once
         c._cancel(True, deadline_exceeded)
         return c, _cancel_func(c)
     with c._mu:
@@ -409,7 +437,7 @@ def with_deadline(parent, t):
 
 
 def with_timeout(parent, d):
-    """``with_deadline(parent, pygmp.time.now() + d)``; ``d`` in seconds."""
-    if isinstance(d, bool) or not isinstance(d, (int, float)):
-        raise TypeError("with_timeout: d must be a number of seconds, not %s" % type(d).__name__)
-    return with_deadline(parent, _ptime.now() + d)
+    """``with_deadline(parent, time.time() + d)``; ``d`` in seconds."""
+    _check_parent(parent)
+    d = _check_number(d, "with_timeout", "d must be a number of seconds")
+    return _with_deadline(parent, _walltime() + d, d)

@@ -21,10 +21,11 @@ import os as _os
 import sys as _sys
 import threading as _threading
 
+from . import _hot
 from .runtime import proc as _proc
 from .runtime import syscall as _rtsyscall
 
-__all__ = ["read", "all"]
+__all__ = ["read", "all", "prometheus_text", "collector"]
 
 UINT64 = "uint64"
 HISTOGRAM = "float64-histogram"
@@ -43,9 +44,13 @@ def _goroutines():
     return _proc.num_goroutine()
 
 
+_LAT_BOUNDS = [1e-6 * 2 ** i for i in range(25)] + [float("inf")]
+
+
 def _latencies():
-    bounds, counts = _rtsyscall.latencies()
-    return {"buckets": bounds, "counts": counts}
+    _sched()
+    counts, _sum_ns = _hot.latencies()
+    return {"buckets": list(_LAT_BOUNDS), "counts": counts}
 
 
 def _os_threads():
@@ -128,8 +133,19 @@ def _netwaiters():
     return _sched().nnetwait
 
 
-def _preemptions():
-    return 0
+def _preempt_stat(*keys):
+    def get():
+        _sched()
+        st = _hot.preempt_stats()
+        return sum(int(st[k]) for k in keys)
+    return get
+
+
+def _sysmon_stat(key):
+    def get():
+        _sched()
+        return int(_hot.sysmon_stats()[key])
+    return get
 
 
 def _signal_stat(key):
@@ -155,11 +171,9 @@ _METRICS = {
                 "(pygmp.runtime.num_goroutine()).", _goroutines),
     "/sched/latencies:seconds": (
         HISTOGRAM, "Distribution of the time goroutines spend runnable before "
-                   "running, sampled at the one point pygmp can time it without "
-                   "touching the C hot path: every goroutine returning from a "
-                   "handed-off blocking call (pygmp.syscall), from the syscall "
-                   "thread's goready to the goroutine running again. Other "
-                   "wake-ups (channels, timers, I/O) are not sampled yet.",
+                   "running: every kind of transition (readied by a channel, "
+                   "timer, I/O event, handoff return or sync primitive, newly "
+                   "created, or preempted) is sampled, 1 in 8 as Go does.",
         _latencies),
     "/pygmp/threads/os:threads": (
         UINT64, "OS threads of this process as the OS counts them (psutil), "
@@ -201,8 +215,35 @@ _METRICS = {
         UINT64, "Cumulative goroutines taken from another P's runqueue by work "
                 "stealing, by every P that ever ran (a removed P's count is kept).", _steals),
     "/pygmp/sched/preemptions:events": (
-        UINT64, "Cumulative goroutine preemptions. Always 0 in this version: "
-                "sysmon does not preempt goroutines yet.", _preemptions),
+        UINT64, "Cumulative goroutine preemptions, cooperative and asynchronous: "
+                "a goroutine that ran one time slice (10 ms) without yielding was "
+                "put at the tail of its P's queue.",
+        _preempt_stat("cooperative", "async")),
+    "/pygmp/sched/preemptions-cooperative:events": (
+        UINT64, "Cumulative cooperative preemptions: the goroutine yielded at a "
+                "runtime entry (channel, select, sleep, sync, net, handoff) "
+                "because sysmon had set its preempt flag.",
+        _preempt_stat("cooperative")),
+    "/pygmp/sched/preemptions-async:events": (
+        UINT64, "Cumulative asynchronous preemptions: a goroutine running Python "
+                "that never entered the runtime was interrupted at a safe point "
+                "(off with GODEBUG=asyncpreemptoff=1).", _preempt_stat("async")),
+    "/pygmp/sched/preemptions-refused:events": (
+        UINT64, "Cumulative events at which an armed asynchronous preemption found "
+                "no safe point (runtime code, a lock that is not goroutine-aware, "
+                "a finalizer, a C tracer between calls) and waited.",
+        _preempt_stat("refused")),
+    "/pygmp/sched/stalls:events": (
+        UINT64, "Cumulative stalls: a goroutine held its worker thread longer than "
+                "the stall bound (100 ms) where it could not be preempted (a "
+                "blocking call made inline, C code holding the GIL). Reported "
+                "on stderr with GODEBUG=schedstall=1.", _sysmon_stat("stalls")),
+    "/pygmp/sysmon/wakeups:events": (
+        UINT64, "Cumulative sysmon rounds (each one wake-up of the sysmon thread; "
+                "it sleeps while every P is idle).", _sysmon_stat("wakeups")),
+    "/pygmp/sysmon/netpolls:calls": (
+        UINT64, "Cumulative polls of a busy P's file descriptors by sysmon "
+                "(nobody had polled them for 10 ms).", _sysmon_stat("netpolls")),
     "/pygmp/netpoll/ready-local:goroutines": (
         UINT64, "Cumulative goroutines readied by an I/O event on their home P's "
                 "own thread (no thread hop).", _netfd_stat("ready_local")),
@@ -243,3 +284,108 @@ def read(names):
         raise ValueError("pygmp.metrics.read: unknown metric name%s: %s"
                          % ("s" if len(bad) > 1 else "", ", ".join(repr(n) for n in bad)))
     return {n: _METRICS[n][2]() for n in names}
+
+
+# ---------------------------------------------------------------------------
+# Prometheus export
+
+def _cumulative(desc):
+    # Every cumulative metric's description says so first (Go's Cumulative flag).
+    return desc.startswith("Cumulative")
+
+
+def prometheus_name(name):
+    """The Prometheus name of metric ``name``: ``/sched/goroutines:goroutines``
+    -> ``pygmp_sched_goroutines_goroutines``, ``/pygmp/x:y`` -> ``pygmp_x_y``
+    (counters get ``_total`` added when exported)."""
+    path, _, unit = name.partition(":")
+    parts = [p for p in path.split("/") if p]
+    if not parts or parts[0] != "pygmp":
+        parts.insert(0, "pygmp")
+    if unit:
+        parts.append(unit)
+    return "".join(c if c.isalnum() or c == "_" else "_" for c in "_".join(parts))
+
+
+def _hist_parts(value):
+    """(upper bounds, cumulative counts, total, estimated sum) of a histogram.
+    Go's histograms keep no sum: it is estimated from each bucket's lower
+    bound (as Prometheus' Go collector does), a lower bound of the true sum."""
+    bounds, counts = value["buckets"], value["counts"]
+    cum, total, est, lo = [], 0, 0.0, 0.0
+    for b, c in zip(bounds, counts):
+        total += c
+        est += lo * c
+        cum.append(total)
+        lo = b
+    return bounds, cum, total, est
+
+
+def _fmt(v):
+    if v == float("inf"):
+        return "+Inf"
+    return repr(float(v)) if isinstance(v, float) else str(v)
+
+
+def _help(desc):
+    return desc.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def prometheus_text():
+    """Every metric in Prometheus' text exposition format (version 0.0.4)."""
+    values = read(_METRICS)
+    out = []
+    for name, (kind, desc, _f) in sorted(_METRICS.items()):
+        pname = prometheus_name(name)
+        value = values[name]
+        if kind == HISTOGRAM:
+            bounds, cum, total, est = _hist_parts(value)
+            out.append("# HELP %s %s" % (pname, _help(desc)))
+            out.append("# TYPE %s histogram" % pname)
+            for b, c in zip(bounds, cum):
+                out.append('%s_bucket{le="%s"} %d' % (pname, _fmt(b), c))
+            if not bounds or bounds[-1] != float("inf"):
+                out.append('%s_bucket{le="+Inf"} %d' % (pname, total))
+            out.append("%s_sum %s" % (pname, _fmt(est)))
+            out.append("%s_count %d" % (pname, total))
+        elif _cumulative(desc):
+            out.append("# HELP %s_total %s" % (pname, _help(desc)))
+            out.append("# TYPE %s_total counter" % pname)
+            out.append("%s_total %s" % (pname, _fmt(value)))
+        else:
+            out.append("# HELP %s %s" % (pname, _help(desc)))
+            out.append("# TYPE %s gauge" % pname)
+            out.append("%s %s" % (pname, _fmt(value)))
+    return "\n".join(out) + "\n"
+
+
+def collector():
+    """A collector for ``prometheus_client``'s registry
+    (``prometheus_client.REGISTRY.register(pygmp.metrics.collector())``)."""
+    try:
+        from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily,
+                                            HistogramMetricFamily)
+    except ImportError:
+        raise ImportError("pygmp.metrics.collector() needs prometheus_client: "
+                          "pip install prometheus-client") from None
+
+    class PygmpCollector:
+        """Reads every pygmp metric at each scrape."""
+
+        def collect(self):
+            values = read(_METRICS)
+            for name, (kind, desc, _f) in sorted(_METRICS.items()):
+                pname = prometheus_name(name)
+                value = values[name]
+                if kind == HISTOGRAM:
+                    bounds, cum, total, est = _hist_parts(value)
+                    buckets = [(_fmt(b), c) for b, c in zip(bounds, cum)]
+                    if not bounds or bounds[-1] != float("inf"):
+                        buckets.append(("+Inf", total))
+                    yield HistogramMetricFamily(pname, desc, buckets=buckets, sum_value=est)
+                elif _cumulative(desc):
+                    yield CounterMetricFamily(pname, desc, value=value)
+                else:
+                    yield GaugeMetricFamily(pname, desc, value=value)
+
+    return PygmpCollector()

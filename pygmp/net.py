@@ -321,27 +321,16 @@ class Conn:
         state = "closed" if self._fd.closing else "%s->%s" % (self._laddr or "?", self._raddr or "?")
         return "<pygmp.net.Conn %s %s>" % (self._network, state)
 
+    # The I/O methods are one call into C each (csrc/netfd.c), which checks
+    # the arguments as documented here.
+
     def read(self, n):
-        """At most ``n`` bytes, as soon as any are there; ``b""`` at EOF."""
-        if isinstance(n, bool) or not isinstance(n, int):
-            raise TypeError("read: n must be an int, not %s" % type(n).__name__)
-        if n < 0:
-            raise ValueError("read: negative size %d" % n)
-        if n == 0:
-            fd = self._fd
-            if fd.closing:
-                raise ErrClosed()
-            return b""
-        return self._fd.recv(n)
+        """At most ``n`` bytes, as soon as any are there; ``b""`` at EOF
+        (``n`` an int >= 0: TypeError / ValueError otherwise)."""
+        return self._fd.read(n)
 
     def recv(self, bufsize, flags=0):
         """socket.recv: at most ``bufsize`` bytes; ``b""`` at EOF."""
-        if bufsize < 0:
-            raise ValueError("negative buffersize in recv")
-        if bufsize == 0:
-            if self._fd.closing:
-                raise ErrClosed()
-            return b""
         return self._fd.recv(bufsize, flags)
 
     def recv_into(self, buffer, nbytes=0, flags=0):
@@ -350,14 +339,10 @@ class Conn:
 
     def write(self, data):
         """Write all of ``data``; returns its length."""
-        return self._fd.sendall(data)
+        return self._fd.write(data)
 
     def send(self, data, flags=0):
         """socket.send: write some of ``data``; returns how many bytes."""
-        if not data:
-            if self._fd.closing:
-                raise ErrClosed()
-            return 0
         return self._fd.send(data, flags)
 
     def sendall(self, data, flags=0):
@@ -377,12 +362,7 @@ class Conn:
         self._shutdown(_socket.SHUT_RD)
 
     def _shutdown(self, how):
-        fd = self._fd
-        fd._lock_op(_netfd.WRITE if how == _socket.SHUT_WR else _netfd.READ)
-        try:
-            fd.sock.shutdown(how)
-        finally:
-            fd._unlock_op(_netfd.WRITE if how == _socket.SHUT_WR else _netfd.READ)
+        self._fd.shutdown(how)
 
     def set_deadline(self, t):
         """Read and write deadline: an absolute time.time() value, or None."""
@@ -404,7 +384,7 @@ class Conn:
             fd = self._fd
             if fd.closing:
                 raise ErrClosed()
-            a = self._laddr = _sockaddr_to_addr(self._network, fd.family, fd.sock.getsockname())
+            a = self._laddr = _sockaddr_to_addr(self._network, fd.family, fd.getsockname())
         return a
 
     def remote_addr(self):
@@ -415,7 +395,7 @@ class Conn:
             if fd.closing:
                 raise ErrClosed()
             try:
-                sa = fd.sock.getpeername()
+                sa = fd.getpeername()
             except OSError:
                 sa = "" if fd.family == _socket.AF_UNIX else None
             if sa is None:
@@ -463,8 +443,13 @@ class PacketConn(Conn):
 
 def _packet_target(network, family, addr):
     if isinstance(addr, tuple):
-        return addr
-    host, port = _split_host_port(addr, "udp")
+        host = addr[0] if addr else None
+        if len(addr) < 2 or not isinstance(host, str) or not host \
+                or _literal_family(host) is not None:
+            return addr                     # numeric (or malformed: sendto says why)
+        port = addr[1]                      # a name: resolve it here, off the worker
+    else:
+        host, port = _split_host_port(addr, "udp")
     fam = family if family in (_socket.AF_INET, _socket.AF_INET6) else _socket.AF_UNSPEC
     cands = _resolve(network, _socket.AF_UNSPEC, _socket.SOCK_DGRAM, host, port, None, False, addr)
     for f, sa in cands:
@@ -489,7 +474,7 @@ class Listener:
     def __init__(self, fd, network, unlink=None):
         self._fd = fd
         self._network = network
-        self._addr = _sockaddr_to_addr(network, fd.family, fd.sock.getsockname())
+        self._addr = _sockaddr_to_addr(network, fd.family, fd.getsockname())
         self._unlink = unlink
 
     def __repr__(self):
@@ -498,16 +483,10 @@ class Listener:
 
     def accept(self):
         """The next connection, a Conn."""
-        s, sa = self._fd.accept()
-        if s.family in (_socket.AF_INET, _socket.AF_INET6):
-            try:
-                s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        fd = _netfd.FD(s)
+        fd, sa = self._fd.accept()          # TCP conns come with TCP_NODELAY
         raddr = None
-        if s.family != _socket.AF_UNIX:
-            raddr = _sockaddr_to_addr(self._network, s.family, sa)
+        if fd.family != _socket.AF_UNIX:
+            raddr = _sockaddr_to_addr(self._network, fd.family, sa)
         return Conn(fd, self._network, raddr)
 
     def close(self):
@@ -559,7 +538,7 @@ def listen(network, address):
         except BaseException:
             s.close()
             raise
-        return Listener(_netfd.FD(s), network, unlink=path if isinstance(path, str) else None)
+        return Listener(_netfd.fd_from(s), network, unlink=path if isinstance(path, str) else None)
     _check_network(network, _STREAM, "listen")
     host, port = _split_host_port(address, "tcp")
     family = _STREAM[network]
@@ -578,7 +557,7 @@ def listen(network, address):
     except BaseException:
         s.close()
         raise
-    return Listener(_netfd.FD(s), network)
+    return Listener(_netfd.fd_from(s), network)
 
 
 def listen_packet(network, address):
@@ -599,7 +578,7 @@ def listen_packet(network, address):
     except BaseException:
         s.close()
         raise
-    return PacketConn(_netfd.FD(s), network)
+    return PacketConn(_netfd.fd_from(s), network)
 
 
 def dial(network, address, timeout=None):
@@ -613,7 +592,7 @@ def dial(network, address, timeout=None):
     if network == "unix":
         path = _unix_path(address)
         s = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
-        fd = _netfd.FD(s)
+        fd = _netfd.fd_from(s)
         _connect(fd, path, deadline, network, address)
         return Conn(fd, network, Addr(network, address))
     if network in _PACKET:
@@ -621,10 +600,9 @@ def dial(network, address, timeout=None):
         cands = _resolve(network, _PACKET[network], _socket.SOCK_DGRAM, host, port, deadline, False,
                          address)
         fam, sa = cands[0]
-        s = _socket.socket(fam, _socket.SOCK_DGRAM)
-        fd = _netfd.FD(s)
+        fd = _netfd.fd_from(_socket.socket(fam, _socket.SOCK_DGRAM))
         try:
-            s.connect(sa)
+            fd.connect(sa)
         except BaseException:
             fd.close()
             raise
@@ -636,7 +614,11 @@ def dial(network, address, timeout=None):
     err = None
     for fam, sa in cands:
         s = _socket.socket(fam, _socket.SOCK_STREAM)
-        fd = _netfd.FD(s)
+        try:
+            s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)   # Go's default
+        except OSError:
+            pass
+        fd = _netfd.fd_from(s)                   # the FD owns the fd number from here
         try:
             _connect(fd, sa, deadline, network, address)
         except TimeoutError:
@@ -644,10 +626,6 @@ def dial(network, address, timeout=None):
         except OSError as e:
             err = e
             continue
-        try:
-            s.setsockopt(_socket.IPPROTO_TCP, _socket.TCP_NODELAY, 1)
-        except OSError:
-            pass
         return Conn(fd, network, _sockaddr_to_addr(network, fam, sa))
     raise err
 

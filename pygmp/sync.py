@@ -13,6 +13,7 @@ import time
 
 from .runtime.panic import PanicError
 from .runtime import sema as _sema
+from ._hot import checkpreempt as _checkpreempt
 
 __all__ = ["Mutex", "RWMutex", "WaitGroup", "Once", "Cond", "Semaphore", "Locker"]
 
@@ -47,6 +48,7 @@ class Mutex:
         self._starving = False
 
     def lock(self):
+        _checkpreempt()       # a runtime entry (HACKING.md "Preemption")
         mu = self._mu
         mu.acquire()
         if not self._locked and not self._starving:
@@ -161,6 +163,7 @@ class RWMutex:
         self._wq = collections.deque()
 
     def rlock(self):
+        _checkpreempt()       # a runtime entry (HACKING.md "Preemption")
         mu = self._mu
         mu.acquire()
         if not self._writer and not self._wq:
@@ -200,6 +203,7 @@ class RWMutex:
         return None
 
     def lock(self):
+        _checkpreempt()       # a runtime entry (HACKING.md "Preemption")
         mu = self._mu
         mu.acquire()
         if not self._writer and self._readers == 0:
@@ -292,6 +296,7 @@ class WaitGroup:
         self.add(-1)
 
     def wait(self):
+        _checkpreempt()       # a runtime entry (HACKING.md "Preemption")
         mu = self._mu
         mu.acquire()
         if self._n == 0:
@@ -408,6 +413,7 @@ class Semaphore:
 
     def acquire(self, k=1):
         self._check(k)
+        _checkpreempt()       # a runtime entry (HACKING.md "Preemption")
         mu = self._mu
         mu.acquire()
         if self._size - self._cur >= k and not self._q:

@@ -1,5 +1,5 @@
 """pygmp.syscall: blocking calls that do not hold up other goroutines
-(Go's entersyscall/exitsyscall; DESIGN.md §5).
+(Go's entersyscall/exitsyscall; docs/design.md §5).
 
     from pygmp import syscall
     data = syscall.call(blocking_read, fd, 4096)

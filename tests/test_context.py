@@ -82,7 +82,8 @@ def test_background():
     assert b.done() is nilchan
     assert b.err() is None
     assert b.value("k") is None
-    assert b.deadline() is None
+    assert b.deadline() == (None, False)
+    assert context.todo().deadline() == (None, False)
     assert context.todo().done() is nilchan
     assert isinstance(b, context.Context)
 
@@ -108,7 +109,7 @@ def test_with_cancel_basic():
     assert d is ctx.done()
     assert ctx.err() is None
     assert not is_ready(d)
-    assert ctx.deadline() is None
+    assert ctx.deadline() == (None, False)
     cancel()
     assert ctx.err() is canceled
     assert ctx.done() is d
@@ -223,6 +224,29 @@ def test_deep_value_chain():
     assert ctx.value(-1) is None
 
 
+def test_value_key_identity_first_then_equality():
+    nan = float("nan")                      # never equal to itself: found by identity
+    ctx = with_value(background(), nan, "nan")
+    assert ctx.value(nan) == "nan"
+    assert ctx.value(float("nan")) is None  # another nan: neither identical nor equal
+    k = ("a", 1)
+    ctx = with_value(ctx, k, "tuple")
+    assert ctx.value(("a", 1)) == "tuple"   # an equal key is found too
+    assert ctx.value(nan) == "nan"          # ... and the chain is walked up
+
+    class Eq:
+        def __eq__(self, other):
+            return isinstance(other, Eq)
+
+        def __hash__(self):
+            return 0
+
+    a, b = Eq(), Eq()
+    c = with_value(with_value(background(), a, "a"), b, "b")
+    assert c.value(a) == "b"                # the nearest equal key wins (Go)
+    assert c.value(b) == "b"
+
+
 def test_without_cancel():
     p, pc = with_cancel(with_value(background(), "k", "v"))
     w = context.without_cancel(p)
@@ -239,8 +263,8 @@ def test_without_cancel():
 def test_with_timeout_fires_bounded():
     t0 = stdtime.monotonic()
     ctx, cancel = with_timeout(background(), 0.05)
-    dl = ctx.deadline()
-    assert dl is not None and abs(dl - (ptime.now() + 0.05)) < 0.05
+    dl, ok = ctx.deadline()
+    assert ok is True and abs(dl - (stdtime.time() + 0.05)) < 0.05
     assert closed_within(ctx.done(), 5.0)
     el = stdtime.monotonic() - t0
     assert 0.04 <= el < 2.0
@@ -249,46 +273,197 @@ def test_with_timeout_fires_bounded():
     assert ctx.err() is deadline_exceeded        # cancel after expiry keeps it
 
 
-def test_with_deadline_uses_monotonic_clock():
-    t = ptime.now() + 0.05
+def test_with_deadline_takes_a_wall_clock_time():
+    t = stdtime.time() + 0.05
     ctx, cancel = with_deadline(background(), t)
-    assert ctx.deadline() == t
+    assert ctx.deadline() == (t, True)
     assert closed_within(ctx.done(), 5.0)
     assert ctx.err() is deadline_exceeded
-    assert ptime.now() >= t - 0.002
+    assert stdtime.time() >= t - 0.002
     cancel()
 
 
-def test_deadline_in_past():
-    ctx, cancel = with_deadline(background(), ptime.now() - 1)
-    assert ctx.err() is deadline_exceeded
-    assert ctx.done().recv_() == (None, False)
-    ctx2, cancel2 = with_timeout(background(), 0)
-    assert ctx2.err() is deadline_exceeded
+def test_deadline_is_an_absolute_time_time_value():
+    a = stdtime.time()
+    ctx, cancel = with_timeout(background(), 30)
+    b = stdtime.time()
+    t, ok = ctx.deadline()
+    assert ok is True and isinstance(t, float)
+    assert a + 30 <= t <= b + 30            # time.time() + d, not monotonic
+    assert abs(t - (ptime.now() + 30)) < 1  # pygmp.time.now() is the same clock
+    # with_timeout(p, d) == with_deadline(p, time.time() + d)
+    ctx2, cancel2 = with_deadline(background(), t)
+    assert ctx2.deadline() == (t, True)
     cancel()
     cancel2()
+
+
+def test_no_deadline_is_none_false():
+    ctx, cancel = with_cancel(background())
+    for c in (background(), context.todo(), ctx, with_value(ctx, "k", 1),
+              context.without_cancel(ctx)):
+        assert c.deadline() == (None, False), c
+    cancel()
+    # without_cancel drops the parent's deadline too (Go)
+    tctx, tcancel = with_timeout(background(), 30)
+    assert context.without_cancel(tctx).deadline() == (None, False)
+    tcancel()
+
+
+@pytest.mark.parametrize("past", [1e-9, 0.001, 1, 3600, 1e9])
+def test_deadline_in_past_done_at_once(past):
+    t = stdtime.time() - past
+    ctx, cancel = with_deadline(background(), t)
+    assert ctx.err() is deadline_exceeded  # at once, no timer to wait for
+    assert is_ready(ctx.done())
+    assert ctx.done().recv_() == (None, False)
+    assert ctx.deadline() == (t, True)
+    assert ctx._timer is None
+    cancel()
+    assert ctx.err() is deadline_exceeded
+
+
+@pytest.mark.parametrize("d", [0, -1, -0.001, -1e9])
+def test_timeout_nonpositive_done_at_once(d):
+    ctx, cancel = with_timeout(background(), d)
+    assert ctx.err() is deadline_exceeded
+    assert is_ready(ctx.done())
+    t, ok = ctx.deadline()
+    assert ok and t <= stdtime.time()
+    cancel()
+
+
+def test_deadline_in_past_from_goroutine_and_thread():
+    def f():
+        ctx, cancel = with_deadline(background(), stdtime.time() - 1)
+        try:
+            return ctx.err() is deadline_exceeded and ctx.done().recv_() == (None, False)
+        finally:
+            cancel()
+
+    assert in_goroutine(f) is True
+    assert in_thread(f) is True
+
+
+def test_deadline_in_past_under_cancelled_parent_keeps_parent_err():
+    p, pc = with_cancel(background())
+    pc()
+    c, cc = with_deadline(p, stdtime.time() - 1)
+    assert c.err() is canceled              # the parent's cancellation came first (Go)
+    cc()
+
+
+def test_deadline_type_errors():
+    for bad in ("1", None, True, [1], object()):
+        with pytest.raises(TypeError):
+            with_deadline(background(), bad)
+        with pytest.raises(TypeError):
+            with_timeout(background(), bad)
+    with pytest.raises(TypeError):
+        with_timeout(None, 1)
+    with pytest.raises(TypeError):
+        with_deadline(None, stdtime.time() + 1)
 
 
 def test_child_keeps_parents_earlier_deadline():
     p, pc = with_timeout(background(), 0.1)
     c, cc = with_timeout(p, 60)
     assert c.deadline() == p.deadline()
+    c2, cc2 = with_deadline(p, p.deadline()[0] + 1)
+    assert c2.deadline() == p.deadline()
     assert closed_within(c.done(), 5.0)
     assert c.err() is deadline_exceeded
+    assert c2.err() is deadline_exceeded
     cc()
+    cc2()
+    pc()
+
+
+def test_child_deadline_is_earlier_of_own_and_parents():
+    p, pc = with_timeout(background(), 60)
+    pt = p.deadline()[0]
+    for own in (pt - 30, pt - 0.001, pt + 0.001, pt + 30):
+        c, cc = with_deadline(p, own)
+        assert c.deadline() == (min(own, pt), True), own
+        # descendants without a deadline of their own report it too
+        v = with_value(c, "k", 1)
+        g, gc_ = with_cancel(v)
+        assert v.deadline() == g.deadline() == (min(own, pt), True)
+        gc_()
+        cc()
     pc()
 
 
 def test_child_with_earlier_deadline_than_parent():
     p, pc = with_timeout(background(), 60)
     c, cc = with_timeout(p, 0.05)
-    assert c.deadline() < p.deadline()
+    assert c.deadline()[0] < p.deadline()[0]
     assert closed_within(c.done(), 5.0)
     assert c.err() is deadline_exceeded
     assert p.err() is None
     assert not p._children
     cc()
     pc()
+
+
+def test_deadline_feeds_conn_deadline_as_is():
+    # context deadlines and net conn deadlines are the same time.time() values
+    from pygmp import net
+    ln = net.listen("tcp", "127.0.0.1:0")
+    accepted = chan(1)
+    go(lambda: accepted.send(ln.accept()))
+    c = net.dial("tcp", ln.addr())
+    peer = recv_timeout(accepted)
+    try:
+        ctx, cancel = with_timeout(background(), 0.1)
+        c.set_read_deadline(ctx.deadline()[0])
+        t0 = stdtime.monotonic()
+        with pytest.raises(net.TimeoutError):
+            c.read(10)
+        el = stdtime.monotonic() - t0
+        assert 0.05 <= el < 3, el
+        assert closed_within(ctx.done(), 5.0)
+        cancel()
+    finally:
+        c.close()
+        peer.close()
+        ln.close()
+
+
+def test_wall_clock_step_after_setting_moves_no_deadline():
+    # The deadline is converted to the monotonic clock when it is set: a
+    # wall-clock step afterwards (simulated: time.time replaced before pygmp is
+    # imported) changes neither when it fires nor the value deadline() reports.
+    from _helpers import run_script
+    r = run_script("""
+        import time
+        _real = time.time
+        step = [0.0]
+        time.time = lambda: _real() + step[0]
+        from pygmp import context
+
+        for jump in (3600.0, -3600.0):
+            t = time.time() + 0.2
+            ctx, cancel = context.with_deadline(context.background(), t)
+            step[0] += jump
+            t0 = time.monotonic()
+            ctx.done().recv()
+            el = time.monotonic() - t0
+            assert 0.15 <= el < 2, (jump, el)
+            assert ctx.err() is context.deadline_exceeded
+            assert ctx.deadline() == (t, True)
+            # after the step, time.time() + d is what counts
+            ctx2, cancel2 = context.with_deadline(context.background(), time.time() + 0.1)
+            t0 = time.monotonic()
+            ctx2.done().recv()
+            el = time.monotonic() - t0
+            assert 0.05 <= el < 2, (jump, el)
+            cancel()
+            cancel2()
+        print("ok")
+    """, timeout=25)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok"]
 
 
 def test_parent_timeout_cancels_child_with_deadline_exceeded():
@@ -467,6 +642,30 @@ def test_foreign_parent():
     assert closed_within(c.done(), 5.0)
     assert c.err() is canceled
     cc()
+
+
+class OldStyleDeadlineCtx(context.Context):
+    """A user context whose deadline() predates the (t, ok) form."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def deadline(self):
+        return self.t
+
+
+def test_foreign_parent_deadline():
+    t = stdtime.time() + 60
+    for parent in (OldStyleDeadlineCtx(t), OldStyleDeadlineCtx(None)):
+        c, cc = with_timeout(parent, 30)
+        assert c.deadline()[0] < t            # own deadline, earlier
+        c2, cc2 = with_timeout(parent, 90)
+        if parent.t is None:
+            assert c2.deadline()[0] > t
+        else:
+            assert c2.deadline() == (t, True)  # the parent's, in the (t, ok) form
+        cc()
+        cc2()
 
 
 def test_repr():

@@ -1,8 +1,10 @@
 """End-to-end tests of examples/: each server runs in a subprocess on
-127.0.0.1 with a free port and is driven by real clients over loopback (raw
-sockets, http.client + h11, redis-py, and redis-cli / redis-benchmark where
-installed); then SIGINT must stop it cleanly (status 0, no traceback).
-Every wait is bounded."""
+127.0.0.1 with a free port (the ``server`` fixture, conftest.py) and is driven
+by real clients over loopback (raw sockets, http.client + h11, redis-py, and
+redis-cli / redis-benchmark where installed); then SIGINT or SIGTERM must
+stop it cleanly (status 0, no traceback, one line naming the signal).
+Every wait is bounded.  Faults (bad input, resets, fd exhaustion, slow
+clients) are in test_faults.py."""
 import json
 import os
 import queue
@@ -22,79 +24,6 @@ pytest.importorskip("pygmp.net")
 pytestmark = pytest.mark.timeout(120)
 
 EXAMPLES = os.path.join(REPO, "examples")
-
-
-class Server:
-    """An example server in a subprocess; ``host``/``port`` from its first
-    stdout line (``listening on HOST:PORT``)."""
-
-    def __init__(self, script, procs, *args):
-        self.p = subprocess.Popen(
-            [sys.executable, os.path.join(EXAMPLES, script), "--gomaxprocs", str(procs),
-             *args, "127.0.0.1:0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=REPO,
-            text=True, start_new_session=True)
-        self.lines = queue.Queue()
-        self.err = []
-        threading.Thread(target=self._pump, args=(self.p.stdout, self.lines.put),
-                         daemon=True).start()
-        threading.Thread(target=self._pump, args=(self.p.stderr, self.err.append),
-                         daemon=True).start()
-        try:
-            first = self.lines.get(timeout=30)
-        except queue.Empty:
-            self.kill()
-            raise AssertionError("%s printed nothing in 30 s; stderr: %s"
-                                 % (script, "".join(self.err)))
-        assert first.startswith("listening on "), (first, "".join(self.err))
-        addr = first[len("listening on "):].strip()
-        host, _, port = addr.rpartition(":")
-        self.host, self.port = host.strip("[]"), int(port)
-        assert self.host == "127.0.0.1"
-
-    @staticmethod
-    def _pump(f, put):
-        for line in f:
-            put(line)
-
-    def stop(self, timeout=15):
-        """SIGINT; assert a clean exit: status 0 and no traceback."""
-        assert self.p.poll() is None, "server died early: %s" % "".join(self.err)
-        self.p.send_signal(signal.SIGINT)
-        try:
-            rc = self.p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError("server ignored SIGINT for %s s; stderr: %s"
-                                 % (timeout, "".join(self.err)))
-        time.sleep(0.1)             # let the pump threads drain stderr
-        err = "".join(self.err)
-        assert rc == 0, "exit status %r; stderr:\n%s" % (rc, err)
-        assert "Traceback" not in err and "panic" not in err, err
-
-    def kill(self):
-        if self.p.poll() is None:
-            os.killpg(self.p.pid, signal.SIGKILL)
-            self.p.wait(10)
-
-    def connect(self, timeout=10):
-        s = socket.create_connection((self.host, self.port), timeout=timeout)
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return s
-
-
-@pytest.fixture
-def server(request):
-    started = []
-
-    def start(script, procs, *args):
-        s = Server(script, procs, *args)
-        started.append(s)
-        return s
-
-    yield start
-    for s in started:
-        s.kill()
 
 
 def recv_exactly(s, n):
@@ -453,7 +382,7 @@ def test_kv_server_pipelining(server, redis_mod):
 def test_kv_server_malformed_input(server):
     srv = server("kv_server.py", 1)
     for bad in (b"*1\r\n$4\r\nPING\r\n*x\r\n",     # bad multibulk length
-                b"*1\r\n$4\r\nPING\r\n$zz\r\n",
+                b"*1\r\n$4\r\nPING\r\n*1\r\n$zz\r\n",   # bad bulk length
                 b"*2\r\n:1\r\n:2\r\n"):              # not bulk strings
         with srv.connect() as s:
             s.sendall(bad)
@@ -534,3 +463,88 @@ def test_thread_count(procs):
     assert p.returncode == 0, p.stdout + p.stderr
     assert "goroutines= 10001" in p.stdout
     assert "all done: goroutines=1" in p.stdout
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(300)
+def test_thread_count_100k_goroutines():
+    """100,000 goroutines, half blocked on a channel, half sleeping in a loop:
+    the OS thread count stays at GOMAXPROCS + 2 (slack 1)."""
+    p = subprocess.run([sys.executable, os.path.join(EXAMPLES, "thread_count.py"),
+                        "--gomaxprocs", "2", "-n", "100000", "--seconds", "10",
+                        "--interval", "1", "--check", "--slack", "3"],
+                       capture_output=True, text=True, timeout=280, env=_env(), cwd=REPO)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "goroutines=100001" in p.stdout
+    assert "all done: goroutines=1" in p.stdout
+
+
+# -- every server: signals, --help, reason phrases ------------------------------
+
+SERVERS = ["echo_server.py", "http_server.py", "kv_server.py"]
+
+
+@pytest.mark.parametrize("script", SERVERS)
+def test_server_stops_on_sigterm(server, script):
+    srv = server(script, 2)
+    with srv.connect():             # an idle open connection does not hold it up
+        srv.probe()
+        srv.stop(signal.SIGTERM)
+
+
+@pytest.mark.parametrize("script,load", [("echo_server.py", "bench/echo_client.c"),
+                                         ("http_server.py", "wrk "),
+                                         ("kv_server.py", "redis-benchmark ")])
+def test_server_help_says_how_to_run_and_load_it(script, load):
+    p = subprocess.run([sys.executable, os.path.join(EXAMPLES, script), "--help"],
+                       capture_output=True, text=True, timeout=60, env=_env(), cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert out.startswith("usage: %s [-h] [--gomaxprocs N] [address]" % script), out
+    for word in ("--gomaxprocs", "SIGTERM", "listening on HOST:PORT", load):
+        assert word in out, (word, out)
+
+
+def test_http_server_reason_phrases(server):
+    srv = server("http_server.py", 1)
+    for request, status in [
+            (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", b"200 OK"),
+            (b"HEAD /stats HTTP/1.1\r\nHost: x\r\n\r\n", b"200 OK"),
+            (b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", b"404 Not Found"),
+            (b"DELETE / HTTP/1.1\r\nHost: x\r\n\r\n", b"405 Method Not Allowed"),
+            (b"NOT HTTP AT ALL\r\n\r\n", b"400 Bad Request"),
+            (b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100_000 + b"\r\n\r\n",
+             b"431 Request Header Fields Too Large")]:
+        got = srv.exchange(request)
+        assert got.startswith(b"HTTP/1.1 " + status + b"\r\n"), (request[:40], got[:100])
+        if status.startswith(b"405"):
+            assert b"\r\nallow: GET, HEAD\r\n" in got
+    srv.stop()
+
+
+# -- the load generators the README names --------------------------------------
+
+@pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk not installed")
+def test_http_server_under_wrk(server):
+    srv = server("http_server.py", 2)
+    p = subprocess.run(["wrk", "-t1", "-c20", "-d1s", "--latency",
+                        "http://%s:%d/" % (srv.host, srv.port)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "Requests/sec:" in p.stdout, p.stdout
+    assert "Non-2xx" not in p.stdout and "Socket errors" not in p.stdout, p.stdout
+    srv.stop()
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler")
+def test_echo_server_under_echo_client(server, tmp_path):
+    exe = str(tmp_path / "echo_client")
+    subprocess.run(["cc", "-O2", "-o", exe, os.path.join(REPO, "bench", "echo_client.c")],
+                   check=True, timeout=120)
+    srv = server("echo_server.py", 2)
+    p = subprocess.run([exe, "load", srv.host, str(srv.port), "20", "1", "0.2"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert " errors=0" in p.stdout and "requests=" in p.stdout, p.stdout
+    assert int(p.stdout.split("requests=")[1].split()[0]) > 0, p.stdout
+    srv.stop()

@@ -36,7 +36,7 @@ def test_all_lists_described_metrics():
     kinds = dict((n, k) for n, k, _d in entries)
     assert kinds["/sched/latencies:seconds"] == "float64-histogram"
     assert kinds["/sched/goroutines:goroutines"] == "uint64"
-    assert "0" in dict((n, d) for n, _k, d in entries)["/pygmp/sched/preemptions:events"]
+    assert "preempt" in dict((n, d) for n, _k, d in entries)["/pygmp/sched/preemptions:events"]
 
 
 def test_read_every_metric():
@@ -123,7 +123,8 @@ def test_syscall_counters_and_latency_histogram():
     di = after[names[1]] - before[names[1]]
     assert dh >= 5 and di >= 1 and dh + di == 25
     hb, ha = before[names[2]], after[names[2]]
-    assert sum(ha["counts"]) - sum(hb["counts"]) == dh
+    # sampled (1 in 8 transitions, every kind): it never shrinks
+    assert sum(ha["counts"]) >= sum(hb["counts"])
     assert after[names[3]] >= 1
 
 

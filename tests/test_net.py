@@ -577,7 +577,9 @@ def test_connection_reset():
     go(lambda: res.send(reader()))
     time.sleep(0.1)
     import struct
-    peer._fd.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    # the conn owns its fd number: set SO_LINGER through a duplicate of it
+    with socket.socket(fileno=os.dup(peer.fileno())) as dup:
+        dup.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     peer.close()                            # RST
     assert recv_timeout(res, 5)
     c.close()

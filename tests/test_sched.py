@@ -13,13 +13,11 @@ import time as stdtime
 import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from _helpers import gomaxprocs_set, in_thread, recv_timeout, wait_until  # noqa: E402
+from _helpers import gomaxprocs_set, recv_timeout, run_script  # noqa: E402
 
 from pygmp import chan, go, net  # noqa: E402
-from pygmp.runtime import gomaxprocs, gosched, proc  # noqa: E402
-from pygmp.sync import WaitGroup  # noqa: E402
+from pygmp.runtime import gomaxprocs, gosched  # noqa: E402
 from pygmp.time import sleep  # noqa: E402
-from pygmp import _hot  # noqa: E402
 
 
 def _busy_slice(seconds):
@@ -84,9 +82,8 @@ def _served_within_slices(procs, nbusy=3, requests=20):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("procs", [1, 2])
 def test_busy_p_serves_its_fds_within_a_few_slices(procs):
-    # The P polls its own poller every 4th schedule point once 2 ms have
-    # passed, so a ready conn waits a few slices, not 61 (the old fairness
-    # tick).  At procs=2 the other P is idle and must not be needed: the
+    # The P polls its own poller at a schedule point once 2 ms have passed,
+    # so a ready conn waits a slice or two, not 61 (the old fairness tick).  At procs=2 the other P is idle and must not be needed: the
     # readiness is seen by the busy P itself, with no thread hop.
     from pygmp.runtime import netfd
     remote0 = netfd.stats["ready_remote"]
@@ -94,30 +91,52 @@ def test_busy_p_serves_its_fds_within_a_few_slices(procs):
     if len(homes) != 1:
         pytest.skip("the conn and the busy goroutines landed on different Ps")
     assert worst <= 30, worst         # the old 61-tick poll: ~61
-    assert netfd.stats["ready_remote"] == remote0
+    # no thread hop: the P saw its conn's readiness itself (sysmon polls a
+    # running P's poller only once it has not been looked at for 10 ms)
+    assert netfd.stats["ready_remote"] - remote0 <= 2
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_spin_wake_without_work_sleeps_again_without_the_gil():
-    with gomaxprocs_set(2):
+    # In a fresh process: both Ps idle, nothing else running.  Each wakep()
+    # is a spin wake-up with no work anywhere: the woken P must drop it in its
+    # idle wait without taking the GIL (p.nfutile), not come back to the
+    # scheduler loop with it (p.nemptywakes).
+    r = run_script("""
+        import time
+        from pygmp import _hot, go, chan
+        from pygmp.runtime import gomaxprocs, proc
+        gomaxprocs(2)
+        c = chan()
+        go(c.send, 1)
+        c.recv()
         s = proc._sched
-        wait_until(lambda: s.npidle == 2 and s.nspinning == 0, 10, what="both Ps idle")
+
+        def wait(pred, what):
+            deadline = time.monotonic() + 20
+            while not pred():
+                if time.monotonic() > deadline:
+                    raise SystemExit("timed out waiting for " + what)
+                time.sleep(0.002)
+
+        wait(lambda: s.npidle == 2 and s.nspinning == 0, "both Ps idle")
         ps = list(s.allp)
-        if not all(type(p.parker).__name__ == "PollParker" for p in ps):
-            pytest.skip("no per-P netpoller")
+        if not all(type(p.parker).__name__ == "Poller" for p in ps):
+            print("skip")
+            raise SystemExit(0)
         futile0 = sum(p.nfutile for p in ps)
         empty0 = sum(p.nemptywakes for p in ps)
         n = 20
         for _ in range(n):
-            _hot.wakep()          # a spin wake-up with no work anywhere
-            wait_until(lambda: s.npidle == 2 and s.nspinning == 0, 10,
-                       what="the woken P idle again")
-        futile = sum(p.nfutile for p in ps) - futile0
-        empty = sum(p.nemptywakes for p in ps) - empty0
-        # Each wake-up was resolved in the idle wait itself, without the GIL
-        # (other wake-ups of the test process may add a few GIL-taking ones).
-        assert futile >= n - 3, (futile, empty)
-        assert empty <= 3, (futile, empty)
+            _hot.wakep()
+            wait(lambda: s.npidle == 2 and s.nspinning == 0, "the woken P idle again")
+        print(sum(p.nfutile for p in ps) - futile0, sum(p.nemptywakes for p in ps) - empty0)
+    """, timeout=100)
+    assert r.returncode == 0, r.stderr[-2000:]
+    if r.stdout.strip() == "skip":
+        pytest.skip("no per-P netpoller")
+    futile, empty = map(int, r.stdout.split())
+    assert futile >= 18 and empty <= 2, (futile, empty)
 
 
 def _churn(rounds, pairs, procs_seq):
@@ -178,9 +197,16 @@ def test_no_lost_wakeups_while_procs_change_stress():
         gomaxprocs(prev)
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)
 def test_idle_list_consistent_after_churn():
-    with gomaxprocs_set(2):
+    # In a fresh process, so that no goroutine of another test keeps a P busy.
+    r = run_script("""
+        import time
+        from pygmp import go
+        from pygmp.runtime import gomaxprocs, proc
+        from pygmp.sync import WaitGroup
+        from pygmp.time import sleep
+        gomaxprocs(2)
         for n in (4, 1, 3, 2):
             gomaxprocs(n)
             wg = WaitGroup()
@@ -192,10 +218,17 @@ def test_idle_list_consistent_after_churn():
 
             for _ in range(50):
                 go(f)
-            in_thread(wg.wait, timeout=30)
+            wg.wait()
         s = proc._sched
-        wait_until(lambda: len(s.allp) == 2 and s.npidle == 2 and s.nidle == 2
-                   and s.nspinning == 0, 20, what="two idle Ps")
-        idle = s.pidle
-        assert sorted(p.id for p in idle) == sorted(p.id for p in s.allp)
+        deadline = time.monotonic() + 30
+        while not (len(s.allp) == 2 and s.npidle == 2 and s.nidle == 2 and s.nspinning == 0):
+            if time.monotonic() > deadline:
+                raise SystemExit("not two idle Ps: %r" % ((len(s.allp), s.npidle, s.nidle, s.nspinning),))
+            time.sleep(0.005)
+        with s.lock:
+            idle = s.pidle
+        assert sorted(p.id for p in idle) == sorted(p.id for p in s.allp), idle
         assert all(p.idle and not p.spinning for p in idle)
+        print("ok")
+    """, timeout=100)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.stdout, r.stderr[-2000:])

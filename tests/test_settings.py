@@ -16,7 +16,7 @@ def load(capsys, **env):
 
 def test_defaults(capsys):
     s, err = load(capsys)
-    assert s.GOMAXPROCS is None and s.PYGMP_NETPOLL_SHARED is False
+    assert s.GOMAXPROCS is None
     assert (s.schedtrace, s.scheddetail, s.asyncpreemptoff, s.schedstall) == (0, False, False, False)
     assert err == ""
 

@@ -30,16 +30,88 @@ def test_constants():
     assert 1500 * ptime.millisecond == pytest.approx(1.5)
 
 
-def test_now_monotonic():
-    prev = now()
-    assert isinstance(prev, float)
-    for _ in range(10000):
+def test_now_is_wall_clock():
+    # Go's time.Now: wall-clock seconds since the epoch (time.time()), not the
+    # monotonic clock
+    for _ in range(100):
+        a = stdtime.time()
         t = now()
-        assert t >= prev
-        prev = t
+        b = stdtime.time()
+        assert isinstance(t, float)
+        assert a <= t <= b
+    assert now() > 1e9  # an epoch time, not seconds since boot
     t0 = now()
     stdtime.sleep(0.05)
     assert 0.04 <= now() - t0 < 5
+
+
+@pytest.mark.timeout(10)
+def test_values_sent_are_now():
+    # after, Timer, Ticker and tick all send now() values (wall clock)
+    tickers = []
+
+    def ticker_c():
+        tickers.append(Ticker(0.01))
+        return tickers[-1].c
+
+    try:
+        for make in (lambda: after(0.01), lambda: Timer(0.01).c, ticker_c,
+                     lambda: tick(0.01)):
+            a = stdtime.time()
+            v = recv_timeout(make(), 5)
+            b = stdtime.time()
+            assert isinstance(v, float)
+            assert a <= v <= b, (a, v, b)
+    finally:
+        for tk in tickers:
+            tk.stop()
+
+
+@pytest.mark.timeout(30)
+def test_wall_clock_step_moves_no_timer():
+    # A wall-clock step (simulated: time.time replaced before pygmp is
+    # imported) changes now() and the values sent, never when a timer fires:
+    # durations run on the monotonic clock.
+    from _helpers import run_script
+    r = run_script("""
+        import time
+        _real = time.time
+        step = [0.0]
+        time.time = lambda: _real() + step[0]
+        from pygmp import go, chan, context
+        import pygmp.time as pt
+
+        def elapsed(f):
+            t0 = time.monotonic()
+            f()
+            return time.monotonic() - t0
+
+        for jump in (3600.0, -3600.0):
+            t = pt.Timer(0.2)
+            tk = pt.Ticker(0.2)
+            ctx, cancel = context.with_timeout(context.background(), 0.2)
+            fired = chan(1)
+            pt.after_func(0.2, lambda: fired.send(1))
+            step[0] += jump                       # the wall clock steps
+            assert abs(pt.now() - (_real() + step[0])) < 1
+            d = elapsed(lambda: t.c.recv())
+            assert 0.15 <= d < 2, ("timer", jump, d)
+            v = tk.c.recv()
+            assert abs(v - (_real() + step[0])) < 1, ("ticker value", jump, v)
+            tk.stop()
+            d = elapsed(lambda: ctx.done().recv())
+            assert d < 2 and ctx.err() is context.deadline_exceeded, ("ctx", jump, d)
+            d = elapsed(lambda: fired.recv())
+            assert d < 2, ("after_func", jump, d)
+            d = elapsed(lambda: pt.sleep(0.1))
+            assert 0.08 <= d < 2, ("sleep", jump, d)
+            d = elapsed(lambda: pt.after(0.1).recv())
+            assert 0.08 <= d < 2, ("after", jump, d)
+            cancel()
+        print("ok")
+    """, timeout=25)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["ok"]
 
 
 # ---------------------------------------------------------------- sleep
@@ -214,6 +286,135 @@ def test_timer_from_goroutine_and_thread():
 
     assert in_goroutine(f) is True
     assert in_thread(f) is True
+
+
+# ---------------------------------------------------------------- after_func
+
+@pytest.mark.timeout(10)
+def test_after_func_runs_f_in_its_own_goroutine_after_d():
+    from _helpers import my_goid
+    ran = chan(1)
+    t0 = stdtime.monotonic()
+    t = ptime.after_func(0.05, lambda: ran.send((my_goid(), stdtime.monotonic())))
+    assert isinstance(t, Timer)
+    gid, t1 = recv_timeout(ran)
+    assert t1 - t0 >= 0.045
+    assert gid != 1                      # not the main goroutine
+    assert t.stop() is False             # f ran: nothing to stop
+
+
+def test_after_func_c_is_nilchan():
+    t = ptime.after_func(10, lambda: None)
+    try:
+        assert t.c is nilchan
+        assert select(t.c.recv, default) == (1, None)   # never ready
+    finally:
+        t.stop()
+
+
+@pytest.mark.timeout(10)
+def test_after_func_stop_before_start_cancels_f():
+    ran = chan(1)
+    t = ptime.after_func(0.1, lambda: ran.send(1))
+    assert t.stop() is True
+    assert t.stop() is False
+    stdtime.sleep(0.25)
+    assert not is_ready(ran)
+
+
+@pytest.mark.timeout(10)
+def test_after_func_stop_false_once_f_started():
+    started, gate, finished = chan(1), chan(), chan(1)
+
+    def f():
+        started.send(1)
+        gate.recv()
+        finished.send(1)
+
+    t = ptime.after_func(0.01, f)
+    recv_timeout(started)
+    assert t.stop() is False             # f has started (it is still running)
+    assert t.reset(10) is False          # it was not pending either
+    assert t.stop() is True              # ... but reset armed it again
+    gate.close()
+    recv_timeout(finished)
+    assert t.stop() is False
+
+
+@pytest.mark.timeout(10)
+def test_after_func_reset_reports_pending_and_runs_again():
+    ran = chan(10)
+    t = ptime.after_func(5, lambda: ran.send(stdtime.monotonic()))
+    t0 = stdtime.monotonic()
+    assert t.reset(0.05) is True         # still pending: moved
+    assert recv_timeout(ran, 4) >= t0 + 0.045
+    assert t.reset(0.02) is False        # f ran: not pending
+    recv_timeout(ran, 4)                 # ... and runs again
+    stdtime.sleep(0.1)
+    assert not is_ready(ran)             # once per arming
+
+
+@pytest.mark.timeout(10)
+def test_after_func_from_goroutine_and_thread():
+    def f():
+        ran = chan(1)
+        t = ptime.after_func(0.02, lambda: ran.send(1))
+        v = recv_timeout(ran)
+        return v, t.stop()
+
+    assert in_goroutine(f) == (1, False)
+    assert in_thread(f) == (1, False)
+
+
+@pytest.mark.parametrize("bad", [None, 1, "f"])
+def test_after_func_needs_callable(bad):
+    with pytest.raises(TypeError):
+        ptime.after_func(0.1, bad)
+
+
+@pytest.mark.parametrize("d", ["1", None, True])
+def test_after_func_needs_duration(d):
+    with pytest.raises(TypeError):
+        ptime.after_func(d, lambda: None)
+
+
+@pytest.mark.timeout(30)
+def test_after_func_stop_race_matches_runs():
+    # stop() returns False exactly for the timers whose f was started: every
+    # one of those runs, none of the others ever does
+    n = 300
+    ran = chan(n)
+    timers = []
+    for i in range(n):
+        t = ptime.after_func(0.0005 * (i % 5), lambda i=i: ran.send(i))
+        if i % 3 == 0:
+            stdtime.sleep(0.0005)
+        timers.append(t)
+    stopped = {i for i, t in enumerate(timers) if t.stop()}
+    started = set(range(n)) - stopped
+    got = {recv_timeout(ran, 10) for _ in started}
+    assert got == started
+    stdtime.sleep(0.05)
+    assert not is_ready(ran)             # no stopped f ever runs
+
+
+@pytest.mark.timeout(30)
+def test_after_func_reset_race_runs_once_per_arming():
+    n = 100
+    ran = chan(2 * n)
+    pending = 0
+    for i in range(n):
+        t = ptime.after_func(0.0005 * (i % 5), lambda: ran.send(1))
+        if i % 2:
+            stdtime.sleep(0.0005)
+        if t.reset(0.005):
+            pending += 1                 # the first arming never runs f
+        else:
+            pending += 2                 # it did (or will): both run
+    for _ in range(pending):
+        recv_timeout(ran, 10)
+    stdtime.sleep(0.05)
+    assert not is_ready(ran)
 
 
 # ---------------------------------------------------------------- Ticker

@@ -10,6 +10,7 @@ from . import proc as _proc
 from . import process as _process  # noqa: F401  (installs the fork/exit hooks at start)
 from . import sysmon as _sysmon  # noqa: F401  (starts sysmon with the runtime)
 from . import locked as _locked
+from . import gosched as _gosched
 from .cpu import num_cpu
 from .panic import PanicError, Goexit as _Goexit
 from .stack import current_text as _current_text, format_all as _format_all
@@ -23,8 +24,12 @@ num_goroutine = _proc.num_goroutine
 
 
 def gosched():
-    """Yield the processor to other runnable goroutines; returns at once if none."""
-    _proc.gosched()
+    """Yield the processor to other runnable goroutines; returns at once if
+    none.  In a goroutine, as Go's Gosched: its P runs its other runnable Gs
+    and the global queue's before this one again.  In the main goroutine or a
+    plain thread (no P), a runnable goroutine runs before it returns, also at
+    GOMAXPROCS=1 (see HACKING.md "gosched")."""
+    _gosched.gosched()
 
 
 def goexit():

@@ -33,7 +33,7 @@ STATUS_NAMES = {
 
 # ``G(goid, fn, args, kwargs, ctx, creator)``: every field and the constructor
 # live in C (csrc/proc.c, struct GObject in csrc/runtime.h), and Gs are not
-# tracked by the cyclic GC (see proc._gdestroy for why that is safe).
+# tracked by the cyclic GC (see gdestroy in csrc/gbody.c for why that is safe).
 G = _hot.GBase
 
 

@@ -2,7 +2,10 @@
 
 The C side (csrc/netpoll.h) is epoll on Linux and kqueue on macOS/BSD, built
 by cffi at install time.  This module holds no scheduler logic: it opens a
-poller, registers fds with tokens, waits, and wakes a waiter.
+poller, registers fds with tokens, waits, and wakes a waiter.  The runtime
+itself does not go through it: the core (csrc/netpoll.c) calls the same
+``np_*`` functions directly, compiled into ``pygmp._hot``; this wrapper serves
+their tests (tests/test_netpoll.py) and bench/netpoll_wake.py.
 
 Contract
 --------

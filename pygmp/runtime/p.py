@@ -4,16 +4,16 @@ Ownership (see HACKING.md):
 - ``streak``, ``schedtick``, ``curg``, ``gfree``, ``nhomed``, ``ngdelta``,
   ``goidcache`` are owned by the P's worker thread: only it writes them (other
   threads read ``curg``/``schedtick`` for diagnostics and sysmon only).
+  ``nhomed`` and ``ngdelta`` live in C (csrc/gbody.c keeps them).
 - ``runq``, ``runnext``, ``nmovable``, ``sleeping``, ``sleepuntil`` are guarded
   by ``p.lock``: other threads push homed Gs readied for this P and steal
   movable Gs (runnext only while sysmon has marked the P ``stuck``).
-- ``gs`` (every started G homed here, the runtime's strong reference to each
-  live goroutine) is written by the owner under ``p.lock`` so that diagnostic
-  readers on other threads can copy it.
-- timers: ``timers``, ``ntimers``, ``timer0`` are guarded by ``p.tlock``.
+- the started Gs homed here (the runtime's strong reference to each live
+  goroutine) are written by the owner under ``p.lock``; other threads copy
+  them with ``gs_snapshot()``.
+- timers: the P's heap lives in C (csrc/timers.c, under its own lock);
+  ``timer0`` (earliest deadline or None) and ``ntimers`` are read-only views.
 """
-
-import threading
 
 from .. import _hot
 
@@ -27,8 +27,7 @@ RUNQ_MOVABLE_MAX = 256     # Go's local ring size: movable Gs beyond it spill to
 RUNNEXT_STREAK_MAX = 3     # at most this many consecutive runnext picks (Tokio's LIFO-slot cap)
 
 
-_PYFIELDS = ("id", "status", "gs", "ngdelta", "goidcache", "goidend",
-             "timers", "tlock", "ntimers", "timerseq",
+_PYFIELDS = ("id", "status", "goidcache", "goidend",
              "thread", "ident", "m", "__weakref__")
 
 
@@ -47,14 +46,8 @@ class P(_hot.PBase):
         self.status = _Pidle
         self.parker = parker
         self.m = None
-        self.gs = set()
-        self.ngdelta = 0
         self.goidcache = 0
         self.goidend = 0
-        self.timers = []
-        self.tlock = threading.Lock()
-        self.ntimers = 0
-        self.timerseq = 0
         self.thread = None
         self.ident = None
 

@@ -1,6 +1,6 @@
 """The scheduler (Go's proc.go), Python half: M, Sched, start-up, newproc
-(``go``), gosched, gomaxprocs, checkdead and the worker thread's life.  The
-worker loop itself (schedule/findrunnable, stealing, wakep, spinning, the idle
+(``go``), gomaxprocs, checkdead and the worker thread's life.  The worker loop
+itself (schedule/findrunnable, stealing, wakep, spinning, draining, the idle
 wait) is C: ``_hot.schedule`` (csrc/sched.c).
 
 Invariants are written down in ../HACKING.md; the short version:
@@ -23,11 +23,11 @@ import sys
 import threading
 import time
 
-from greenlet import greenlet, getcurrent, GreenletExit
+from greenlet import getcurrent, GreenletExit
 
 from . import panic as _panic
 from . import settings as _settings
-from .g import (G, new_thread_g, _Grunnable, _Grunning, _Gwaiting, _Gdead)
+from .g import G, new_thread_g, _Gwaiting, _Gdead
 from .p import P, _Prunning, _Pdead
 from .. import _hot
 
@@ -36,18 +36,22 @@ runqput = _hot.runqput          # owner-only put; nxt: into runnext
 runqget = _hot.runqget          # owner-only get: runnext (capped streak), then the runq
 next_local_fast = _hot.next_local   # runqget, fairness tick, own poller, timers, global queue
 wakep = _hot.wakep              # new movable work: wake an idle P unless one spins
-unpark = _hot.unpark            # unpark(p): wake p's idle wait (or make the next one return)
 gopark = _hot.gopark            # park the current G (caller published a waiter)
 goready = _hot.goready          # make a parked G runnable on its home P
 _switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
+_trace_event = _hot.trace_event # pygmp.trace: a no-op unless a trace runs
 _copy_context = contextvars.copy_context
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 
-GFREE_MAX = 1024           # per-P cache of finished greenlets (Go keeps every dead G)
-STACK_CACHE_CHUNKS = 4096  # greenlet data-stack chunks kept warm (csrc/stackcache.c, 16 KiB each)
+GFREE_MAX = _hot.GFREE_MAX  # per-P cache of finished goroutines' greenlets (csrc/gbody.c)
+STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
+STACK_ROOT_BYTES = 1280    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
+SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
+GLOBRUNQ_BATCH_MAX = 128   # Gs a P takes from the global queue at once (csrc/sched.c; gosched.py)
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
 NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (csrc/proc.c next_local)
+MAIN_SIGNAL_RECHECK = 0.25  # a parked main thread looks for a lost SIGINT this often (_park_thread)
 
 
 class M:
@@ -81,18 +85,22 @@ class Sched(_hot.SchedBase):
         self.nthreads = 0                    # threads the runtime started (workers, locked)
         self.pid = os.getpid()
         self.maingoexit = False
-        # External wake sources (DESIGN §3 checkdead): counts kept by their owners
-        # under ``lock``: blocking calls in flight, fds with parked waiters, signal
-        # subscriptions.
+        # External wake sources (docs/design.md §3 checkdead): counts kept by
+        # their owners under ``lock``: blocking calls in flight, signal
+        # subscriptions; Gs parked on the network are counted per P in C
+        # (``nnetwait`` below).
         self.nsyscall = 0
-        self.nnetwait = 0
         self.nsignal = 0
         self.exiting = False                 # process shutdown: workers freeze (see _atexit)
         self.nworkers = 0                    # live worker threads
         self.nfrozen = 0
         self.stealcount = 0                  # Gs stolen by Ps that have since retired
-        self.sysmonidle = False              # sysmon is in its deep sleep (hint)
-        self.sysmonwake = threading.Event()
+        self.asyncpreempt = False            # asynchronous preemption available (sysmon.start)
+
+    @property
+    def nnetwait(self):
+        """Gs parked waiting on a socket (per-P counters in C, summed)."""
+        return _hot.nnetwait(self.allp)
 
 
 _sched = None
@@ -130,8 +138,9 @@ def start():
         m0.tg = s.maing
         s.threadgs[mt.ident] = s.maing
         _sched = s
+        _hot.set_globrunq(s.runq)
         _hot.set_sched(s)
-        _hot.install_stack_cache(STACK_CACHE_CHUNKS)
+        _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
         for hook in _start_hooks:
             hook(s)
@@ -209,11 +218,11 @@ def go(fn, *args, **kwargs):
             goid = _newgoid_p(p, s)
         else:
             p.goidcache = goid + 1
-        g = G(goid, fn, args, kwargs, _copy_context(),
+        g = G(goid, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
         # No wakep: this P is running and gets to g; another P would only
-        # take the GIL from it.  sysmon wakes an idle P when movable work
+        # take the GIL from it.  sysmon wakes an idle P for movable work that
         # waits on a P that has not scheduled for its period (a G in a long
         # stretch, or blocked outside Python): HACKING.md "Which P runs new work".
         runqput(p, g, True)
@@ -221,7 +230,7 @@ def go(fn, *args, **kwargs):
     cur = getg()
     with s.lock:
         s.goidgen += 1
-        g = G(s.goidgen, fn, args, kwargs, _copy_context(),
+        g = G(s.goidgen, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
@@ -229,86 +238,8 @@ def go(fn, *args, **kwargs):
 
 
 # ---------------------------------------------------------------------------
-# running Gs: execute, the goroutine body, park and ready
-
-def _bind(p, g, glet):
-    """First run of ``g``: home it on ``p`` with greenlet ``glet``."""
-    g.home = p
-    g.glet = glet
-    p.nhomed += 1
-    with p.lock:
-        p.gs.add(g)
-
-
-def _glet_for(p, g):
-    """Greenlet for ``g`` (g0 only: may create one)."""
-    glet = g.glet
-    if glet is None:
-        gf = p.gfree
-        glet = gf.pop() if gf else greenlet(_gbody, p.g0)
-        _bind(p, g, glet)
-    return glet
-
-
-def _rung(g):
-    fn, args, kwargs, ctx = g.fn, g.args, g.kwargs, g.ctx
-    g.fn = g.args = g.kwargs = g.ctx = None
-    try:
-        ctx.run(fn, *args, **kwargs)
-    except _panic.Goexit:
-        pass
-    except SystemExit as e:
-        _panic.exit_from_goroutine(e)
-    except GreenletExit:
-        raise
-    except BaseException as e:
-        _panic.fatalpanic(g, e)
-
-
-def _gdestroy(p, g):
-    # A dead G keeps no reference that could close a cycle back to itself (the
-    # C G is not GC-tracked): greenlet, function and arguments (cleared by
-    # _rung), the sleep timer (whose arg is the G).
-    g.status = _Gdead
-    g.glet = None
-    g.sleeptimer = None
-    g.param = None
-    p.nhomed -= 1
-    p.ngdelta -= 1
-    with p.lock:
-        p.gs.discard(g)
-
-
-def _gbody(g):
-    """Body of every goroutine greenlet: run a G, then reuse this greenlet for the
-    next unstarted G (Go's gFree list), so spawning rarely creates a greenlet."""
-    me = getcurrent()
-    while True:
-        _rung(g)
-        p = g.home
-        _gdestroy(p, g)
-        if _sched is not None and _sched.exiting:
-            _freeze()
-        nxt = next_local_fast(p)
-        if nxt is not None and nxt.glet is None:
-            _bind(p, nxt, me)
-            p.curg = nxt
-            nxt.status = _Grunning
-            g = nxt
-            continue
-        if len(p.gfree) >= GFREE_MAX:
-            if nxt is not None:
-                runqput(p, nxt, True)
-            p.curg = None
-            return                       # greenlet ends; control goes to g0
-        p.gfree.append(me)
-        if nxt is not None:
-            p.curg = nxt
-            nxt.status = _Grunning
-            g = nxt.glet.switch(nxt)
-        else:
-            p.curg = None
-            g = p.g0.switch(None)
+# running Gs: park and ready (a goroutine's life on its greenlet, from its
+# first run to its end and the reuse of its greenlet, is csrc/gbody.c)
 
 
 def _park_thread(g):
@@ -316,7 +247,17 @@ def _park_thread(g):
     s = _sched
     if s.nidle == len(s.allp):
         checkdead()
-    g.sema.acquire()
+    if g is s.maing:
+        # A SIGINT whose C handler runs on the main thread after the last
+        # signal check and before the lock wait starts is not seen by the wait
+        # (CPython's lock.acquire has that window; a main thread that waits for
+        # the GIL behind busy workers sits in it long enough to be hit: measured
+        # ~1 in 5 runs of test_echo_server_client_vanishes).  Wake now and then
+        # so the pending KeyboardInterrupt is raised here at most that late.
+        while not g.sema.acquire(True, MAIN_SIGNAL_RECHECK):
+            pass
+    else:
+        g.sema.acquire()
 
 
 def park_current(reason):
@@ -329,62 +270,53 @@ def park_current(reason):
     gopark(g, reason)
 
 
-def gosched():
-    """Yield: put the current goroutine at the tail of its P's queue."""
-    g = getg()
-    if g is None or g.locked:
-        return
-    p = g.home
-    with p.lock:
-        alone = not p.rq_len() and p.runnext is None and not _sched.runq
-    if alone:
-        # nothing else runnable here, but a lone gosched loop must not starve
-        # this P's I/O waiters: poll the fds every few ms (netfd readies onto p)
-        if _monotonic() - p.lastpoll <= NETPOLL_BUSY_INTERVAL or not _hot.netpoll_poll(p):
-            return
-    g.status = _Grunnable
-    p.rq_append(g)
-    nxt = next_local_fast(p)
-    if nxt is g or nxt is None:
-        g.status = _Grunning
-        return
-    _switchto(p, nxt)
-
-
 # ---------------------------------------------------------------------------
-# the worker thread: its loop is C (_hot.schedule, csrc/sched.c)
+# the worker loop (g0), findrunnable, stealing, idle
 
 def _worker(p):
     m = M("worker", p)
     _tls.m = m
     _hot.set_current_p(p)
+    _hot.sysmon_attach(p)      # sysmon watches this P; preemption gets this thread's state
     p.m = m
     p.g0 = getcurrent()
     p.ident = m.ident
     p.status = _Prunning
     try:
-        _hot.schedule(p)      # returns when p has drained and retires
+        _hot.schedule(p)      # the worker loop (csrc/sched.c); returns when p has drained
     finally:
         _retire(p)
 
 
 def _retire(p):
     s = _sched
+    _hot.sysmon_detach(p)
     for gl in p.gfree:
         try:
             gl.throw(GreenletExit)
         except GreenletExit:
             pass
     p.gfree.clear()
+    # The worker thread's main greenlet must die with the thread: held by the
+    # retired P, it can outlive greenlet's cleanup of the dead thread's state,
+    # and the P collected by the cyclic GC during that cleanup crashed the
+    # process (test_timer_from_main_after_gomaxprocs_lowered_fires).
+    p.g0 = None
     p.status = _Pdead
-    p.set_cpoll(0)                       # wakers and remote pollers let go of it first
+    # The P outlives its thread (dead Gs keep g.home): it must not keep the
+    # thread's main greenlet, which greenlet tears down when the thread ends
+    # (a GC pass that visited it through the P crashed: P_traverse ->
+    # green_is_gc, ~1 run in 12 of GOMAXPROCS 4 -> 1 -> 4 on 3.13).
+    p.g0 = None
+    p.curg = None
     p.parker.close()
     if s is not None and not forked_stale_sched(s):
-        from .timers import movetimers
-        movetimers(p, s)
+        live = [q for q in s.allp if q is not p and not q.draining]
+        _hot.movetimers(p, live[0] if live else None)
         with s.lock:
             s.unidle_locked(p)           # woken by wakep, then retired: not spinning any more
             s.allp = [q for q in s.allp if q is not p]
+            _hot.set_allp(s.allp)
             s.ngdelta += p.ngdelta
             s.stealcount += p.stealcount
             p.ngdelta = 0
@@ -399,34 +331,13 @@ def _retire(p):
 def _newp(s):
     p = P(s.nextpid, _new_parker(s))
     p.parker.bind(p)          # the parker updates p.lastpoll
-    p.set_cpoll(_cpoll_addr(p.parker))
     s.nextpid += 1
     return p
 
 
 def _new_parker(s):
     from . import park
-    return park.new_parker(s.settings.PYGMP_NETPOLL_SHARED)
-
-
-_netpoll_c = False
-
-
-def _cpoll_addr(parker):
-    """The np_poller behind a per-P PollParker (0 for any other parker): the C
-    worker loop waits and polls in it directly (csrc/sched.c park_c), so an
-    idle P's wake-up takes the GIL only when there is something to run and a
-    non-blocking poll never releases it."""
-    global _netpoll_c
-    from . import park
-    if type(parker) is not park.PollParker:
-        return 0
-    from ._netpoll import ffi, lib
-    if not _netpoll_c:
-        _hot.netpoll_setup(int(ffi.cast("uintptr_t", ffi.addressof(lib, "np_wait"))),
-                           int(ffi.cast("uintptr_t", ffi.addressof(lib, "np_break"))))
-        _netpoll_c = True
-    return int(ffi.cast("uintptr_t", parker._poller._p))
+    return park.new_parker()
 
 
 def _startworker(s, p):
@@ -458,9 +369,10 @@ def _procresize(s, n):
                 s.unidle_locked(p)
             s.allp = keep + [p for p in s.allp if p.draining]
         s.gomaxprocs = n
+        _hot.set_allp(s.allp)
         drained = [p for p in s.allp if p.draining]
     for p in drained:
-        unpark(p)
+        p.parker.unpark()
     return old
 
 
@@ -547,7 +459,9 @@ def _after_fork_child():
     _sched = None
     _tls = threading.local()
     _hot.set_current_p(None)
+    _hot.set_globrunq(None)
     _hot.set_sched(None)
+    _hot.set_allp(())
 
 
 def _freeze():
@@ -572,13 +486,16 @@ def forked_stale_sched(s):
 from .chan import default as _default
 _getg_slow = getg               # a thread with no P (main, plain, go_locked threads)
 getg = _hot.getg
-_hot.init(getg=_getg_slow, park_thread=_park_thread, bind=_bind,
-          park_current=park_current, panic_error=_panic.PanicError, default=_default,
-          glet_for=_glet_for, checkdead=checkdead)
+_hot.init(getg=_getg_slow, park_thread=_park_thread, checkdead=checkdead,
+          park_current=park_current,
+          panic_error=_panic.PanicError, default=_default,
+          fatalpanic=_panic.fatalpanic, exit_from_goroutine=_panic.exit_from_goroutine,
+          goexit=_panic.Goexit)
 
 
 def sched_stats():
-    """Per-P scheduler counters (bench/tail_diag.py; HACKING.md, tail latency)."""
+    """Per-P counters of the worker loop (bench/tail_diag.py; HACKING.md "Tail
+    latency at the default GOMAXPROCS")."""
     s = _sched
     if s is None:
         return {}

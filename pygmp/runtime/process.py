@@ -1,5 +1,5 @@
 """Process life around the runtime: fork, exit and the main goroutine's Goexit
-(DESIGN §3 "Process life").
+(docs/design.md §3 "Process life").
 
 Installed once, when the runtime starts (``proc._start_hooks``):
 
@@ -61,7 +61,7 @@ def _atexit():
     s.exiting = True
     _hot.set_exiting(proc._freeze)
     for p in list(s.allp):
-        proc.unpark(p)
+        p.parker.unpark()
     deadline = time.monotonic() + EXIT_FREEZE_WAIT
     while time.monotonic() < deadline:
         with s.lock:

@@ -1,4 +1,4 @@
-"""Every setting pygmp reads from the environment, declared once (DESIGN §3
+"""Every setting pygmp reads from the environment, declared once (docs/design.md §3
 "Settings: one table"; Go's GODEBUG table and gevent's _config are the models).
 
 Each environment variable and each ``GODEBUG`` key has one entry below: name,
@@ -56,8 +56,15 @@ class Var:
 ENV = (
     Var("GOMAXPROCS", "int", None,
         "number of Ps (worker threads running goroutines); default: num_cpu()", minimum=1),
-    Var("PYGMP_NETPOLL_SHARED", "bool", False,
-        "1: every P shares one poller instead of one per P (for measurement only)"),
+    Var("PYGMP_TIMESLICE_US", "int", 10000,
+        "sysmon preempts a goroutine that ran this many microseconds without "
+        "yielding (Go: 10 ms; 0: at every sysmon round, for stress tests)", minimum=0),
+    Var("PYGMP_STALL_MS", "int", 100,
+        "a goroutine holding its worker this many ms where it cannot be preempted "
+        "is a stall (counted; reported with GODEBUG=schedstall=1)", minimum=1),
+    Var("PYGMP_SYSCALL_KEEPALIVE_MS", "int", 10000,
+        "an idle syscall thread (the blocking-call handoff pool) exits after this "
+        "many ms without work", minimum=1),
 )
 
 # GODEBUG=key=value,key=value (Go's runtime keys; others are ignored, as Go does).
@@ -90,8 +97,8 @@ def _warn(msg):
 
 
 class Settings:
-    """The parsed settings: one attribute per variable (``GOMAXPROCS``,
-    ``PYGMP_NETPOLL_SHARED``) and per GODEBUG key (``schedtrace``, ...)."""
+    """The parsed settings: one attribute per variable (``GOMAXPROCS``, ...)
+    and per GODEBUG key (``schedtrace``, ...)."""
 
     def __init__(self, environ):
         for v in ENV:

@@ -108,8 +108,7 @@ def all_gs(s):
         gs.extend(s.runq)
         allp = list(s.allp)
     for p in allp:
-        with p.lock:
-            gs.extend(p.gs)
+        gs.extend(p.gs_snapshot())
         gs.extend(g for g in p.rq_snapshot() if g.glet is None)
         nx = p.runnext
         if nx is not None and nx.glet is None:

@@ -1,4 +1,4 @@
-"""The blocking-call handoff (Go's entersyscall/exitsyscall; DESIGN.md §5).
+"""The blocking-call handoff (Go's entersyscall/exitsyscall; docs/design.md §5).
 
 Go hands the *P* to another M while an M sits in the kernel.  A started
 greenlet cannot leave its OS thread, so pygmp moves the *call* instead: the
@@ -27,7 +27,7 @@ it is Go's fatal "thread exhaustion").  Pool threads are marked
 ``_pygmp_runtime`` and listed in ``sched.runtime_idents`` so checkdead does not
 take them for user threads.  Nothing the callable raises can end a pool thread.
 
-Fast path (DESIGN §5): per call site, i.e. per function object (``__func__``
+Fast path (docs/design.md §5): per call site, i.e. per function object (``__func__``
 of a bound method), we count the consecutive calls that finished in under
 ``FAST_THRESHOLD`` (20 µs, Go's sysmon retake threshold) and the site's
 *strikes* (calls that took longer, inline or handed off).  A site runs inline
@@ -39,7 +39,7 @@ worker the first time; a site that always blocks is never run inline; a site
 that blocks now and then blocks a worker at most once per thousands of calls.
 ``FORGIVE_AFTER`` consecutive short inline calls forgive one strike.
 
-Why not DESIGN §5's "ran long once, handed off forever": on a GIL build a
+Why not docs/design.md §5's "ran long once, handed off forever": on a GIL build a
 0.3 µs inline call is now and then measured at 50 µs and more because another
 thread took the GIL in between, in bursts.  Measured (bench in the report of
 this change): a no-op site got marked slow within 20,000 calls in 2 of 3 runs,
@@ -57,6 +57,7 @@ import threading
 import time
 
 from . import proc
+from .._hot import checkpreempt as _checkpreempt, trace_event as _trace_event
 from . import panic as _panic
 from .g import _Gsyscall, _Grunning
 
@@ -209,6 +210,8 @@ def call(fn, args, kwargs):
     g = _current_goroutine()
     if g is None or g.locked:
         return fn(*args, **kwargs)
+    if g.preempt:
+        _checkpreempt()          # a runtime entry (HACKING.md "Preemption")
     try:
         st = _site(_key(fn))
     except TypeError:            # unhashable callable: never inline
@@ -323,6 +326,8 @@ def _mloop(pool, m):
 def _run(s, job, pool, m):
     fn, args, kwargs, ctx = job.fn, job.args, job.kwargs, job.ctx
     job.fn = job.args = job.kwargs = job.ctx = None
+    goid = job.g.goid
+    _trace_event(8, None, goid, 0, fn)       # TR_SYSCALL_BEGIN (pygmp.trace; no-op when off)
     t0 = _perf()
     try:
         job.res = ctx.run(fn, *args, **kwargs)
@@ -330,6 +335,7 @@ def _run(s, job, pool, m):
     except BaseException as e:   # noqa: BLE001 - handed to the caller
         job.res = e
     dt = _perf() - t0
+    _trace_event(9, None, goid, 0, None)     # TR_SYSCALL_END
     fn = args = kwargs = ctx = None
     site = job.site
     job.site = None
