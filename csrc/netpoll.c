@@ -753,10 +753,9 @@ static PyObject *Poller_unpark(PollerObject *pp, PyObject *u) {
 }
 
 /* The worker's idle wait (sched.c park_c): park() that, when a wait ends with
- * no event, before `until` and with no unpark but wakep's, lets
- * again(p, &until) decide without the GIL whether to wait again (a spin
- * wake-up whose work is gone costs no GIL).  Gs readied; -1 error; -2 not a
- * Poller. */
+ * no event (a wake-up, or `until`), lets again(p, &until) decide without the
+ * GIL whether to wait again (a spin wake-up whose work is gone, a timer that
+ * moved or already ran: no GIL).  Gs readied; -1 error; -2 not a Poller. */
 int poller_idle_wait(PObject *p, double until, int (*again)(PObject *, double *)) {
     if (Py_TYPE(p->parker) != &PollerType) return -2;
     PollerObject *pp = (PollerObject *)p->parker;
@@ -786,8 +785,7 @@ int poller_idle_wait(PObject *p, double until, int (*again)(PObject *, double *)
         pp->notified = 0;
         pthread_mutex_unlock(&pp->mu);
         if (n != 0) break;
-        if (until >= 0 && mono() >= until) break;
-        if (!again(p, &until)) break;
+        if (!again(p, &until)) break;     /* also at the deadline: the timer may have run */
     }
     Py_END_ALLOW_THREADS
     atomic_store(&pp->inwait, 0);
@@ -913,6 +911,13 @@ void rbuf_put(PyObject *b) {
 /* wakep's wake-up: WAKE_SPIN (the idle wait may drop it without the GIL) */
 int parker_unpark_spin(PObject *p) {
     if (Py_TYPE(p->parker) == &PollerType) return poller_unpark_why((PollerObject *)p->parker, WAKE_SPIN);
+    return parker_unpark(p->parker);
+}
+
+/* timers.c wake_for_timer's: WAKE_TIMER (the idle wait re-reads the timers
+   without the GIL) */
+int parker_unpark_timer(PObject *p) {
+    if (Py_TYPE(p->parker) == &PollerType) return poller_unpark_why((PollerObject *)p->parker, WAKE_TIMER);
     return parker_unpark(p->parker);
 }
 

@@ -107,9 +107,9 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->g0 = Py_NewRef(Py_None);
     self->gfree = PyList_New(0);
     self->parker = Py_NewRef(Py_None);
-    self->sleepuntil = PyFloat_FromDouble(-1.0);
+    self->sleepuntil = -1.0;
     self->ts = timers_alloc(self);
-    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
+    if (!self->gfree) { Py_DECREF(self); return NULL; }
     if (!self->ts) { Py_DECREF(self); return PyErr_NoMemory(); }
     return (PyObject *)self;
 }
@@ -117,7 +117,7 @@ static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    Py_VISIT(self->parker);
     for (Py_ssize_t i = 0; i < self->ngs; i++) Py_VISIT(self->gs[i]);
     Py_VISIT((PyObject *)self->lock);
     return 0;
@@ -130,7 +130,7 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    Py_CLEAR(self->parker);
     while (self->ngs) {
         PyObject *g = self->gs[--self->ngs];
         G_CAST(g)->gsidx = -1;
@@ -305,7 +305,8 @@ static PyMemberDef P_members[] = {
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
-    {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
+    {"sleepuntil", T_DOUBLE, offsetof(PObject, sleepuntil), READONLY,
+     "idle until (monotonic): -1 not known yet, inf no timer (p.lock)"},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
     {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
     {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},

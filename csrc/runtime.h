@@ -97,7 +97,8 @@ typedef struct PObject_ {
     long long schedtick;
     int streak;
     char stuck, sleeping, draining;
-    PyObject *curg, *g0, *gfree, *parker, *sleepuntil;
+    PyObject *curg, *g0, *gfree, *parker;
+    double sleepuntil;            /* idle until (monotonic): -1 not known yet, +inf no timer (p->lock) */
     double lastpoll;
     /* gbody.c: goroutine life (owner thread; gs is written under p->lock) */
     Py_ssize_t nhomed, ngdelta;
@@ -126,6 +127,7 @@ typedef struct PObject_ {
  * no work; every other unpark (netpoll.c poller_unpark) sets WAKE_OTHER. */
 #define WAKE_SPIN 1
 #define WAKE_OTHER 2
+#define WAKE_TIMER 4      /* a new earlier timer (timers.c wake_for_timer): the wait re-reads timer0 */
 
 /* Go's schedt: what the worker loop needs from the global scheduler state,
  * readable without the GIL under `lock` (sched.lock).  The Python Sched
@@ -442,6 +444,7 @@ extern PyObject *s_io_wait, *s_io_close;   /* wait reasons */
 int netpoll_module_init(void);
 int parker_unpark(PyObject *parker);       /* p.parker.unpark(), in C for the Poller */
 int parker_unpark_spin(PObject *p);        /* wakep's unpark: WAKE_SPIN, not WAKE_OTHER */
+int parker_unpark_timer(PObject *p);       /* timers.c's: WAKE_TIMER */
 /* the worker's idle wait in p's Poller (sched.c): sleep until `until` (mono;
    < 0: none) with the GIL released; when a wait ends with no event and before
    `until`, again(p, &until) decides without the GIL whether to wait again.

@@ -266,7 +266,8 @@ done:
 /* ------------------------------------------------------------ idle */
 
 /* Work this idle P could take, seen without the GIL: its own queue, the
- * global queue, another P's movable Gs (a hint: stealing re-checks). */
+ * global queue, another P's movable Gs or a stuck P's runnext (hints read
+ * without the victim's lock: stealing re-checks under it). */
 static int work_visible_nogil(PObject *p) {
     SchedObject *s = sched_c;
     PLOCK_NOGIL(p);
@@ -282,8 +283,8 @@ static int work_visible_nogil(PObject *p) {
     Py_ssize_t n = allp_snapshot(s, &v, 0);
     if (!v) return 1;        /* no memory: let the GIL path look */
     int any = 0;
-    for (Py_ssize_t i = 0; i < n && !any; i++)
-        if (v[i] != p && v[i]->nmovable) any = 1;
+    for (Py_ssize_t i = 0; i < n && !any; i++)   /* a stuck P's runnext may be stolen too */
+        if (v[i] != p && (v[i]->nmovable || (v[i]->stuck && v[i]->runnext != Py_None))) any = 1;
     PyMem_RawFree(v);
     return any;
 }
@@ -312,20 +313,29 @@ static double next_deadline_nogil(PObject *p) {
     return d;
 }
 
+static void publish_sleepuntil_nogil(PObject *p, double d) {
+    PLOCK_NOGIL(p);
+    p->sleepuntil = d;
+    PUNLOCK(p);
+}
+
 /* The idle wait's decision, without the GIL, after a wait that ended with no
- * event before its deadline: 1 to wait again (with *until moved up to an
- * earlier timer), 0 to take the GIL and look.  Only a wake-up from wakep (or
- * none: EINTR, a consumed stale break) may be dropped: every other unpark has
- * set WAKE_OTHER. */
+ * event (a wake-up, or its deadline): 1 to wait again (*until: the new
+ * deadline, < 0 none), 0 to take the GIL and look.  Dropped without the GIL:
+ * a spin wake-up (wakep) whose work is gone, a timer wake-up or deadline
+ * whose timer moved or already ran, EINTR.  Any other unpark set WAKE_OTHER. */
 static int idle_again(PObject *p, double *until) {
     int why = atomic_exchange(&p->wakewhy, 0);
     if (why & WAKE_OTHER) return 0;
     if (atomic_load(&exiting) || p->draining || work_visible_nogil(p)) return 0;
+    /* the deadline: publish "unknown" first, then read the timers, then
+       publish what was read (a timer added meanwhile sees "unknown" and
+       wakes us: HACKING.md "Sleeping without losing a wake-up") */
+    publish_sleepuntil_nogil(p, SLEEP_UNKNOWN);
     double d = next_deadline_nogil(p);
-    if (d < HUGE_VAL && (*until < 0 || d < *until)) {
-        if (d <= mono()) return 0;
-        *until = d;
-    }
+    if (d <= mono()) return 0;               /* a timer is due: fire it with the GIL */
+    publish_sleepuntil_nogil(p, d);
+    *until = d == HUGE_VAL ? -1.0 : d;
     if (p->spinning) {
         /* woken to spin, and the work is gone: idle again, look once more */
         reidle_nogil(p);
@@ -351,14 +361,10 @@ static int park_c(PObject *p, double timeout) {
     return 0;
 }
 
-static void set_sleepuntil(PObject *p, double d, PyObject *v) {   /* v: a new ref or NULL (use d) */
-    if (!v) v = PyFloat_FromDouble(d);
-    if (!v) { PyErr_Clear(); v = Py_NewRef(Py_None); }
+static void set_sleepuntil(PObject *p, double d) {
     PLOCK(p);
-    PyObject *old = p->sleepuntil;
-    p->sleepuntil = v;
+    p->sleepuntil = d;
     PUNLOCK(p);
-    Py_XDECREF(old);
 }
 
 /* Publish "sleeping, deadline unknown", re-check, read every P's earliest
@@ -371,7 +377,7 @@ static int idle_sleep(PObject *p, int alldead) {
     int sleep = p->rqlen == 0 && p->runnext == Py_None;
     p->sleeping = (char)sleep;
     PUNLOCK(p);
-    set_sleepuntil(p, SLEEP_UNKNOWN, NULL);
+    set_sleepuntil(p, SLEEP_UNKNOWN);
     PObject **v;
     Py_ssize_t n = allp_snapshot(s, &v, 1);
     if (!v) { r = -1; PyErr_NoMemory(); goto out; }
@@ -387,7 +393,7 @@ static int idle_sleep(PObject *p, int alldead) {
             if (t < deadline) deadline = t;
         }
         if (deadline == HUGE_VAL) {
-            set_sleepuntil(p, 0, Py_NewRef(Py_None));
+            set_sleepuntil(p, HUGE_VAL);
             if (alldead && py_checkdead) {
                 PyObject *c = PyObject_CallNoArgs(py_checkdead);   /* exits if dead */
                 if (!c) r = -1;
@@ -395,7 +401,7 @@ static int idle_sleep(PObject *p, int alldead) {
             }
             if (r == 0) r = park_c(p, -1);
         } else {
-            set_sleepuntil(p, deadline, NULL);
+            set_sleepuntil(p, deadline);
             double now = mono(), t = deadline - now;
             if (t > 0) {
                 r = park_c(p, t);
@@ -416,7 +422,7 @@ out:
     PLOCK(p);
     p->sleeping = 0;
     PUNLOCK(p);
-    set_sleepuntil(p, SLEEP_UNKNOWN, NULL);
+    set_sleepuntil(p, SLEEP_UNKNOWN);
     return r;
 }
 

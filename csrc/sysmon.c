@@ -42,7 +42,6 @@ typedef struct {
     int64_t polledat;     /* when sysmon last polled this P's fds */
     int64_t armedat;      /* sysmon armed the async hook for `seq` at this time (0: not) */
     int64_t rearmat;      /* an arm given up unfired: not again before this time */
-    int64_t seqat;        /* when sysmon first saw the run slice `seq` */
 } smslot;
 #define DONE_PREEMPT 1
 #define DONE_STALL 2
@@ -63,6 +62,8 @@ static atomic_llong n_rounds, n_netpolls, n_stalls, n_deep, n_wakeps;
                                      is blocked in a call; the events cost every thread) */
 #define STUCK_AFTER 1000000LL     /* ns: queued movable work behind a P that has not
                                      scheduled for this long may go to an idle P */
+#define STUCK_RUN 5000000LL       /* ns: ... or whose G has run this long (runstart is the
+                                     coarse clock: up to ~4 ms early; so >= 1 ms for sure) */
 #define DEEP_MAX 60000000000LL    /* ns: the deep sleep's timeout (robustness only) */
 #define DEEP_AFTER 50000000LL     /* ns: every P idle this long (at every look) before the
                                      deep sleep: a P that goes idle and wakes per message
@@ -247,7 +248,7 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                     s->rearmat = now + slice;
                 }
             }
-            if (seq != s->seq) { s->seq = seq; s->done = 0; s->rearmat = 0; s->seqat = now; }
+            if (seq != s->seq) { s->seq = seq; s->done = 0; s->rearmat = 0; }
             int64_t age = 0;
             if (st) {
                 nrunning++;
@@ -280,12 +281,13 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                 }
             }
             /* stuck: movable work queued behind a P that has not scheduled for
-               STUCK_AFTER, or whose current G has run that long (a P that
-               round-robins long slices under preemption schedules every
-               slice, yet its queued work waits a slice each) */
+               STUCK_AFTER, or whose current G has run for STUCK_RUN (a P that
+               round-robins long slices under preemption schedules at every
+               slice, and sysmon looks at slice ends, yet its queued work
+               waits a slice each) */
             if (tick != s->tick) { s->tick = tick; s->tickat = now; }
             if ((p->nmovable > 0 || p->runnext != Py_None) && !p->sleeping &&
-                (now - s->tickat >= STUCK_AFTER || (st && now - s->seqat >= STUCK_AFTER)))
+                (now - s->tickat >= STUCK_AFTER || (st && now - st >= STUCK_RUN)))
                 what |= W_STUCK;
             if (what) {
                 cs[nc].p = p;
@@ -310,7 +312,7 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
             for (int i = 0; i < nc; i++) cs[i].what &= ~W_STUCK;
 
         /* ---- act, with the GIL */
-        int busy = 0;
+        int busy = 0, stuckmovable = 0;
         int need = doit_trace || wantwake;
         for (int i = 0; i < nc && !need; i++) if (cs[i].what) need = 1;
         if (need && !atomic_load(&sm_stop)) {
@@ -362,10 +364,15 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                     /* runnext may be stolen only from a P marked stuck */
                     PyObject *nx = p->runnext;
                     if (p->nmovable > 0 || (nx != Py_None && G_CAST(nx)->home == Py_None))
-                        p->stuck = 1;
+                        p->stuck = stuckmovable = 1;
                 }
                 Py_DECREF(p);
             }
+            /* the look saw a runnext: wake only if it (or the queue) is
+               movable (a homed runnext is no work for another P: waking one
+               would take the GIL to find nothing, round after round) */
+            if (wantwake && !stuckmovable && !(glob_runq && Py_SIZE(glob_runq) > 0))
+                wantwake = 0;
             if (wantwake) {
                 atomic_fetch_add_explicit(&n_wakeps, 1, memory_order_relaxed);
                 act_call(act, "wakep", NULL, NULL, NULL);
