@@ -49,6 +49,8 @@ import urllib.request
 
 import psutil
 
+from _wrk import parse_wrk  # bench/ is sys.path[0]
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 EX = os.path.join(ROOT, "examples")
@@ -275,32 +277,6 @@ HTTP_SERVERS = [
     ("gevent pywsgi", lambda: peer_cmd("http_gevent.py")),
     ("uvloop+httptools", lambda: peer_cmd("http_uvloop.py")),
 ]
-
-
-def _wrk_time(s):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
-    if not m:
-        return None
-    v = float(m.group(1))
-    return v * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
-
-
-def parse_wrk(out):
-    r = {}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        r["rps"] = float(m.group(1))
-    for pct in ("50", "90", "99"):
-        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
-        if m:
-            r["p%s_ms" % pct] = _wrk_time(m.group(1))
-    m = re.search(r"Socket errors: (.*)", out)
-    if m:
-        r["socket_errors"] = m.group(1).strip()
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        r["non2xx"] = int(m.group(1))
-    return r
 
 
 def run_http(secs, conns):

@@ -45,7 +45,6 @@ import argparse
 import json
 import os
 import platform
-import re
 import resource
 import shutil
 import signal
@@ -58,6 +57,8 @@ import time
 import urllib.request
 
 import psutil
+
+from _wrk import parse_wrk  # bench/ is sys.path[0]
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -261,34 +262,6 @@ class Server:
 
 
 # -- wrk ----------------------------------------------------------------------------
-
-def _ms(s):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", s)
-    if not m:
-        return None
-    return float(m.group(1)) * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
-
-
-def parse_wrk(out):
-    r = {}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    if m:
-        r["rps"] = float(m.group(1))
-    m = re.search(r"(\d+) requests in", out)
-    if m:
-        r["requests"] = int(m.group(1))
-    for pct in ("50", "90", "99"):
-        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
-        if m:
-            r["p%s_ms" % pct] = _ms(m.group(1))
-    m = re.search(r"Socket errors: (.*)", out)
-    if m:
-        r["socket_errors"] = m.group(1).strip()
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if m:
-        r["non2xx"] = int(m.group(1))
-    return r
-
 
 def wrk(port, path, conns, secs, latency=True):
     cmd = ["wrk", "-t1", "-c%d" % conns, "-d%ds" % secs, "--timeout", "5s",

@@ -34,31 +34,10 @@ int bind_c(PObject *p, GObject *g, PyObject *glet) {
     return 0;
 }
 
-/* Copy p->gs out under the lock into raw memory, build the list after (no
- * GC-tracked allocation under a runtime lock). */
-PyObject *P_gs_snapshot(PObject *p, PyObject *u) {
-    PyObject **tmp = NULL;
-    Py_ssize_t n;
-    for (;;) {
-        n = p->ngs;
-        PyMem_RawFree(tmp);
-        tmp = PyMem_RawMalloc(sizeof(PyObject *) * (n ? n : 1));
-        if (!tmp) return PyErr_NoMemory();
-        PLOCK(p);
-        if (p->ngs <= n) break;
-        PUNLOCK(p);
-    }
-    n = p->ngs;
-    for (Py_ssize_t i = 0; i < n; i++) tmp[i] = Py_NewRef(p->gs[i]);
-    PUNLOCK(p);
-    PyObject *out = PyList_New(n);
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (out) PyList_SET_ITEM(out, i, tmp[i]);
-        else Py_DECREF(tmp[i]);
-    }
-    PyMem_RawFree(tmp);
-    return out;
-}
+static Py_ssize_t gs_len(PObject *p) { return p->ngs; }
+static PyObject *gs_at(PObject *p, Py_ssize_t i) { return p->gs[i]; }
+/* every started G homed on p (p_snapshot copies it under the lock) */
+PyObject *P_gs_snapshot(PObject *p, PyObject *u) { return p_snapshot(p, gs_len, gs_at); }
 
 /* A dead G keeps no reference that could close a cycle back to itself (Gs are
  * not GC-tracked): greenlet, function and arguments (dropped by rung), the

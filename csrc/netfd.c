@@ -282,6 +282,7 @@ static ssize_t fd_retry(FDObject *fd, int mode, iofn fn, ioargs *a) {
     }
 }
 static ssize_t fd_io(FDObject *fd, int mode, iofn fn, ioargs *a) {
+    if (checkpreempt() < 0) return -1;      /* a runtime entry (HACKING.md "Preemption") */
     if (fd_lock_op(fd, mode) < 0) return -1;
     ssize_t n = fd_retry(fd, mode, fn, a);
     fd_release(fd, mode);

@@ -257,23 +257,24 @@ static PyObject *P_rq_grab_movable(PObject *p, PyObject *arg) {
     if (maxn == -1 && PyErr_Occurred()) return NULL;
     return rq_take_movable(p, maxn, 0);
 }
-static PyObject *P_rq_snapshot(PObject *p, PyObject *u) {   /* caller need not hold the lock */
-    /* Copy out under the lock into raw memory, build the list after: creating a
-       GC-tracked object under a runtime lock could run a collection and with
-       it finalizers that take this lock again. */
+/* A list of new references to the Gs of one of p's arrays (`len`, `at`),
+ * copied under p->lock into raw memory and built after unlocking: creating a
+ * GC-tracked object under a runtime lock could run a collection and with it
+ * finalizers that take this lock again.  The caller need not hold the lock. */
+PyObject *p_snapshot(PObject *p, Py_ssize_t (*len)(PObject *), PyObject *(*at)(PObject *, Py_ssize_t)) {
     PyObject **tmp = NULL;
     Py_ssize_t n;
     for (;;) {
-        n = p->rqlen;
+        n = len(p);
         PyMem_RawFree(tmp);
         tmp = PyMem_RawMalloc(sizeof(PyObject *) * (n ? n : 1));
         if (!tmp) return PyErr_NoMemory();
         PLOCK(p);
-        if (p->rqlen <= n) break;
+        if (len(p) <= n) break;
         PUNLOCK(p);
     }
-    n = p->rqlen;
-    for (Py_ssize_t i = 0; i < n; i++) tmp[i] = Py_NewRef(p->rq[(p->rqhead + i) % p->rqcap]);
+    n = len(p);
+    for (Py_ssize_t i = 0; i < n; i++) tmp[i] = Py_NewRef(at(p, i));
     PUNLOCK(p);
     PyObject *out = PyList_New(n);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -283,6 +284,9 @@ static PyObject *P_rq_snapshot(PObject *p, PyObject *u) {   /* caller need not h
     PyMem_RawFree(tmp);
     return out;
 }
+static Py_ssize_t rq_len_of(PObject *p) { return p->rqlen; }
+static PyObject *rq_at(PObject *p, Py_ssize_t i) { return p->rq[(p->rqhead + i) % p->rqcap]; }
+static PyObject *P_rq_snapshot(PObject *p, PyObject *u) { return p_snapshot(p, rq_len_of, rq_at); }
 static PyMethodDef P_methods[] = {
     {"rq_len", (PyCFunction)P_rq_len, METH_NOARGS, "runq length (caller holds p.lock for a stable answer)"},
     {"rq_extend", (PyCFunction)P_rq_extend, METH_O, "append Gs at the tail (takes p.lock)"},

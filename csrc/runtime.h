@@ -349,6 +349,7 @@ PyObject *Lock_new(PyTypeObject *t, PyObject *a, PyObject *k);
 int proc_import_greenlet(void);
 /* proc.c: runqueues (caller of rq_* holds p->lock) */
 int rq_push(PObject *p, PyObject *g);
+PyObject *p_snapshot(PObject *p, Py_ssize_t (*len)(PObject *), PyObject *(*at)(PObject *, Py_ssize_t));
 PyObject *rq_pop(PObject *p);
 PyObject *rq_take_movable(PObject *p, Py_ssize_t maxn, int withnext);
 int put_remote(PObject *p, PyObject *g);

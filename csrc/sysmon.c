@@ -422,7 +422,10 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                 }
             }
         }
-        if (sm_kick || deep) { delay = DELAY_MIN; idle = 0; idlesince = 0; }
+        /* woken by a P that started running: look closely again.  A deep
+           sleep that merely timed out (the scavenger's period) goes straight
+           back to sleep at the next look if everything is still idle. */
+        if (sm_kick) { delay = DELAY_MIN; idle = 0; idlesince = 0; }
         sm_kick = 0;
         atomic_store(&sysmon_deep, 0);
         pthread_mutex_unlock(&sm_mu);

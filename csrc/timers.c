@@ -857,7 +857,10 @@ static int duration_of(PyObject *d, const char *who, double *out) {
 PyObject *m_sleep(PyObject *m, PyObject *arg) {
     double d;
     if (duration_of(arg, "sleep", &d) < 0) return NULL;
-    if (!(d > 0)) Py_RETURN_NONE;
+    if (!(d > 0)) {
+        if (checkpreempt() < 0) return NULL;    /* a runtime entry (HACKING.md "Preemption") */
+        Py_RETURN_NONE;
+    }
     PObject *p = P_CAST(tls_p);
     if (!p) {
         PyObject *f = PyFloat_FromDouble(d);

@@ -468,3 +468,33 @@ def test_coverage_records_right_lines_under_preemption(tmp_path):
     rows = {ln.split()[0]: ln.split() for ln in r.stdout.splitlines() if ln.startswith("mod_")}
     assert rows["mod_a.py"][3] == "100%", r.stdout
     assert rows["mod_b.py"][4:] == ["7-10"], r.stdout     # the `if k < 0:` body only
+
+
+def test_cooperative_preemption_at_sleep_zero():
+    # sleep(0) returns at once, but it is a runtime entry
+    r = _run("""
+        import time
+        from pygmp import go, chan
+        from pygmp.time import sleep
+        order = []
+        done = chan(2)
+        started = []
+        def busy():
+            started.append(1)
+            t = time.monotonic() + 1.0
+            while time.monotonic() < t:
+                sleep(0)
+            order.append("busy")
+            done.send(1)
+        def other():
+            order.append("other")
+            done.send(1)
+        go(busy)
+        while not started:
+            time.sleep(0.005)
+        go(other)
+        done.recv(); done.recv()
+        assert order == ["other", "busy"], order
+        print("ok")
+    """, env={"GODEBUG": "asyncpreemptoff=1"})
+    assert r.stdout.strip() == "ok"

@@ -182,7 +182,9 @@ def test_sysmon_sleeps_while_idle():
         c = chan()
         for _ in range(1000):
             go(c.recv)
-        time.sleep(0.3)
+        t = time.monotonic() + 5          # every P idle for 50 ms, then sysmon sleeps
+        while not hot.sysmon_stats()["deep"] and time.monotonic() < t:
+            time.sleep(0.05)
         w0 = hot.sysmon_stats()["wakeups"]
         t0 = time.process_time()
         time.sleep(1.0)
@@ -191,7 +193,8 @@ def test_sysmon_sleeps_while_idle():
         print(w1 - w0, round(cpu, 4), hot.sysmon_stats()["deep"])
     """, {"GOMAXPROCS": "2"})
     rounds, cpu, deep = r.stdout.split()
-    assert int(rounds) <= 2 and deep == "1", r.stdout
+    # at most one look per second (a wake-up for the stack cache's scavenger)
+    assert int(rounds) <= 3 and deep == "1", r.stdout
     assert float(cpu) < 0.05, r.stdout
 
 
