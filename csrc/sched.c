@@ -491,6 +491,20 @@ static PyObject *findrunnable(PObject *p) {
     }
 }
 
+static int trace_pulse(void) {
+    static PyObject *pulse;
+    if (!pulse) {
+        PyObject *mod = PyImport_ImportModule("pygmp.runtime.proc");
+        if (!mod) return -1;
+        pulse = PyObject_GetAttrString(mod, "_trace_pulse");
+        Py_DECREF(mod);
+        if (!pulse) return -1;
+    }
+    PyObject *r = PyObject_CallNoArgs(pulse);
+    Py_XDECREF(r);
+    return r ? 0 : -1;
+}
+
 /* schedule(p): the worker loop, on p's g0 (the worker thread's scheduler
  * greenlet).  A G that switches back to g0 may hand over an unstarted G: new
  * greenlets are created only here, on g0's shallow stack. */
@@ -503,6 +517,12 @@ PyObject *m_schedule(PyObject *m, PyObject *arg) {
             if (PyErr_Occurred()) return NULL;
             Py_RETURN_NONE;
         }
+        /* A line tracer that keeps a stack per greenlet (coverage.py with
+           concurrency=greenlet) re-reads the current greenlet only at call
+           and return events: give it one on g0 between two Gs, as the
+           Python loop did, or the next G's first lines count against the
+           previous G's file.  Only while a trace function is set. */
+        if (PyThreadState_Get()->c_tracefunc && trace_pulse() < 0) { Py_DECREF(g); return NULL; }
         /* g0 runs g, and the unstarted Gs goroutines hand back to it (new
            greenlets are only ever created on g0's shallow stack: gbody.c) */
         PyObject *args[2] = {arg, g};

@@ -288,6 +288,12 @@ def _worker(p):
         _retire(p)
 
 
+def _trace_pulse():
+    """Called by the C worker loop between two Gs while a trace function is
+    set (csrc/sched.c m_schedule): its call and return events tell a tracer
+    that keeps a stack per greenlet (coverage.py) that the greenlet changed."""
+
+
 def _retire(p):
     s = _sched
     _hot.sysmon_detach(p)
