@@ -82,7 +82,7 @@ class BuildExt(build_ext):
 CORE_SOURCES = ["csrc/module.c", "csrc/lock.c", "csrc/proc.c", "csrc/chan.c",
                 "csrc/select.c", "csrc/stackcache.c", "csrc/timers.c", "csrc/gbody.c",
                 "csrc/netpoll.c", "csrc/netfd.c", "csrc/netpoll_epoll.c", "csrc/netpoll_kqueue.c",
-                "csrc/preempt.c", "csrc/sysmon.c", "csrc/trace.c"]
+                "csrc/preempt.c", "csrc/sysmon.c", "csrc/trace.c", "csrc/sched.c"]
 
 
 def ext_modules():

@@ -1,34 +1,34 @@
 /* The pygmp._hot module: the core's globals, the callbacks into Python, init. */
 #include "runtime.h"
 
-PyObject *py_getg, *py_park_thread, *py_next_local, *py_runqputslow,
+PyObject *py_getg, *py_park_thread, *py_checkdead,
          *py_park_current, *py_freeze;
 PyObject *py_fatalpanic, *py_exit_from_goroutine, *py_goexit, *py_time_sleep;
 PyObject *PanicError, *default_case, *glob_runq, *tuple_none;
 atomic_int exiting;
 PyObject *s_release, *s_acquire, *s_unpark, *s_chan_send, *s_chan_recv,
-         *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil;
+         *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil,
+         *s_park, *s_append, *s_popleft;
 _Thread_local PyObject *tls_p;
 _Thread_local uint64_t rng_state;
 
 static PyObject *m_init(PyObject *m, PyObject *args, PyObject *kw) {
-    static char *kwl[] = {"getg", "park_thread", "next_local", "runqputslow",
+    static char *kwl[] = {"getg", "park_thread", "checkdead",
                           "park_current", "panic_error", "default",
                           "fatalpanic", "exit_from_goroutine", "goexit", NULL};
-    PyObject *a[10];
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOOO", kwl, &a[0], &a[1], &a[2], &a[3],
-                                     &a[4], &a[5], &a[6], &a[7], &a[8], &a[9]))
+    PyObject *a[9];
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "OOOOOOOOO", kwl, &a[0], &a[1], &a[2], &a[3],
+                                     &a[4], &a[5], &a[6], &a[7], &a[8]))
         return NULL;
     Py_XSETREF(py_getg, Py_NewRef(a[0]));
     Py_XSETREF(py_park_thread, Py_NewRef(a[1]));
-    Py_XSETREF(py_next_local, Py_NewRef(a[2]));
-    Py_XSETREF(py_runqputslow, Py_NewRef(a[3]));
-    Py_XSETREF(py_park_current, Py_NewRef(a[4]));
-    Py_XSETREF(PanicError, Py_NewRef(a[5]));
-    Py_XSETREF(default_case, Py_NewRef(a[6]));
-    Py_XSETREF(py_fatalpanic, Py_NewRef(a[7]));
-    Py_XSETREF(py_exit_from_goroutine, Py_NewRef(a[8]));
-    Py_XSETREF(py_goexit, Py_NewRef(a[9]));
+    Py_XSETREF(py_checkdead, Py_NewRef(a[2]));
+    Py_XSETREF(py_park_current, Py_NewRef(a[3]));
+    Py_XSETREF(PanicError, Py_NewRef(a[4]));
+    Py_XSETREF(default_case, Py_NewRef(a[5]));
+    Py_XSETREF(py_fatalpanic, Py_NewRef(a[6]));
+    Py_XSETREF(py_exit_from_goroutine, Py_NewRef(a[7]));
+    Py_XSETREF(py_goexit, Py_NewRef(a[8]));
     Py_RETURN_NONE;
 }
 static PyObject *m_set_exiting(PyObject *m, PyObject *f) {
@@ -44,6 +44,10 @@ static PyObject *m_set_globrunq(PyObject *m, PyObject *q) {
 static PyMethodDef mod_methods[] = {
     {"init", (PyCFunction)(void (*)(void))m_init, METH_VARARGS | METH_KEYWORDS, "register the Python side"},
     {"set_globrunq", (PyCFunction)m_set_globrunq, METH_O, "the global runqueue (for its emptiness hint)"},
+    {"set_sched", (PyCFunction)m_set_sched, METH_O, "the running runtime's Sched (None: none, after fork)"},
+    {"schedule", (PyCFunction)m_schedule, METH_O, "schedule(p): the worker loop on p's g0; returns when p retires"},
+    {"wakep", (PyCFunction)m_wakep, METH_NOARGS, "wake an idle P to look for work unless one is spinning"},
+    {"wakep_idle", (PyCFunction)m_wakep_idle, METH_NOARGS, "wakep only when no live P is running (global-queue work from a thread)"},
     {"install_stack_cache", (PyCFunction)(void (*)(void))m_install_stack_cache, METH_FASTCALL,
      "install_stack_cache(maxwarm, root=0): cache greenlet data-stack chunks (at most maxwarm warm); root: small root slot bytes (0: off)"},
     {"stackcache_scavenge", (PyCFunction)(void (*)(void))m_stackcache_scavenge, METH_FASTCALL,
@@ -98,7 +102,7 @@ PyMODINIT_FUNC PyInit__hot(void) {
     if (preempt_init() < 0 || sysmon_init() < 0) return NULL;
     if (PyType_Ready(&LockType) < 0 || PyType_Ready(&GType) < 0 || PyType_Ready(&PType) < 0 ||
         PyType_Ready(&ChanType) < 0 || PyType_Ready(&TimerType) < 0 ||
-        PyType_Ready(&PollerType) < 0 || PyType_Ready(&FDType) < 0)
+        PyType_Ready(&PollerType) < 0 || PyType_Ready(&FDType) < 0 || PyType_Ready(&SchedType) < 0)
         return NULL;
     PyObject *tm = PyImport_ImportModule("time");
     if (!tm) return NULL;
@@ -113,11 +117,13 @@ PyMODINIT_FUNC PyInit__hot(void) {
     INTERN(s_chan_send, "chan send"); INTERN(s_chan_recv, "chan receive");
     INTERN(s_select, "select"); INTERN(s_select_nocases, "select (no cases)");
     INTERN(s_send_nil, "chan send (nil chan)"); INTERN(s_recv_nil, "chan receive (nil chan)");
+    INTERN(s_park, "park"); INTERN(s_append, "append"); INTERN(s_popleft, "popleft");
     tuple_none = PyTuple_Pack(1, Py_None);
     if (!tuple_none) return NULL;
     Py_INCREF(&LockType); PyModule_AddObject(m, "Lock", (PyObject *)&LockType);
     Py_INCREF(&GType); PyModule_AddObject(m, "GBase", (PyObject *)&GType);
     Py_INCREF(&PType); PyModule_AddObject(m, "PBase", (PyObject *)&PType);
+    Py_INCREF(&SchedType); PyModule_AddObject(m, "SchedBase", (PyObject *)&SchedType);
     Py_INCREF(&ChanType); PyModule_AddObject(m, "ChanBase", (PyObject *)&ChanType);
     Py_INCREF(&TimerType); PyModule_AddObject(m, "RTimer", (PyObject *)&TimerType);
     PyModule_AddIntConstant(m, "GFREE_MAX", GFREE_MAX);

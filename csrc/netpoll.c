@@ -743,7 +743,9 @@ int netpoll_p(PObject *p) {
 
 /* unpark(): any thread.  The park in progress returns, or the next one returns
  * at once; never lost, sometimes spurious. */
-static int poller_unpark(PollerObject *pp) {
+static int poller_unpark_why(PollerObject *pp, int why) {
+    /* the reason first (sched.c's idle wait reads it after its wait returns) */
+    if (pp->p != Py_None) atomic_fetch_or(&P_CAST(pp->p)->wakewhy, why);
     pthread_mutex_lock(&pp->mu);
     if (!pp->notified && !atomic_load(&pp->closed)) {
         pp->notified = 1;
@@ -752,9 +754,56 @@ static int poller_unpark(PollerObject *pp) {
     pthread_mutex_unlock(&pp->mu);
     return 0;
 }
+static int poller_unpark(PollerObject *pp) { return poller_unpark_why(pp, WAKE_OTHER); }
 static PyObject *Poller_unpark(PollerObject *pp, PyObject *u) {
     poller_unpark(pp);
     Py_RETURN_NONE;
+}
+
+/* The worker's idle wait (sched.c park_c): park() that, when a wait ends with
+ * no event (a wake-up, or `until`), lets again(p, &until) decide without the
+ * GIL whether to wait again (a spin wake-up whose work is gone, a timer that
+ * moved or already ran: no GIL).  Gs readied; -1 error; -2 not a Poller. */
+int poller_idle_wait(PObject *p, double until, int (*again)(PObject *, double *)) {
+    if (Py_TYPE(p->parker) != &PollerType) return -2;
+    PollerObject *pp = (PollerObject *)p->parker;
+    int n = 0, werr = 0;
+    np_event evs[NEVENTS];
+    np_enter(pp);
+    if (atomic_load(&pp->closed)) {
+        atomic_store(&pp->inwait, 0);
+        return 0;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (;;) {
+        int ms = -1;
+        if (until >= 0) {
+            double left = until - mono(), v = left * 1000.0;
+            ms = left <= 0 ? 0 : v >= 2147483647.0 ? 2147483647 : (int)v < v ? (int)v + 1 : (int)v;
+        }
+        pthread_mutex_lock(&pp->mu);
+        if (pp->notified) {
+            pp->notified = 0;
+            ms = 0;             /* consume the posted break, and poll */
+        }
+        pthread_mutex_unlock(&pp->mu);
+        n = np_wait(pp->np, evs, NEVENTS, ms);
+        werr = errno;
+        pthread_mutex_lock(&pp->mu);
+        pp->notified = 0;
+        pthread_mutex_unlock(&pp->mu);
+        if (n != 0) break;
+        if (!again(p, &until)) break;     /* also at the deadline: the timer may have run */
+    }
+    Py_END_ALLOW_THREADS
+    atomic_store(&pp->inwait, 0);
+    poller_done(pp);
+    if (n < 0) { errno = werr; PyErr_SetFromErrno(PyExc_OSError); return -1; }
+    if (n > 0) {
+        atomic_fetch_add_explicit(&pp->npolls, n, memory_order_relaxed);
+        return netpollready(evs, n);
+    }
+    return 0;
 }
 
 /* close(): the owner, when its P retires.  Waiters on fds registered here are
@@ -865,6 +914,19 @@ void rbuf_put(PyObject *b) {
         }
     }
     Py_DECREF(b);
+}
+
+/* wakep's wake-up: WAKE_SPIN (the idle wait may drop it without the GIL) */
+int parker_unpark_spin(PObject *p) {
+    if (Py_TYPE(p->parker) == &PollerType) return poller_unpark_why((PollerObject *)p->parker, WAKE_SPIN);
+    return parker_unpark(p->parker);
+}
+
+/* timers.c wake_for_timer's: WAKE_TIMER (the idle wait re-reads the timers
+   without the GIL) */
+int parker_unpark_timer(PObject *p) {
+    if (Py_TYPE(p->parker) == &PollerType) return poller_unpark_why((PollerObject *)p->parker, WAKE_TIMER);
+    return parker_unpark(p->parker);
 }
 
 /* put_remote's wake-up without a method lookup */

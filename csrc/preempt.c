@@ -120,6 +120,9 @@ int gopreempt_c(PObject *p, int async) {
     if (g == Py_None) return 0;
     GObject *gg = G_CAST(g);
     gg->preempt = 0;
+    /* Gs whose I/O became ready during the slice go ahead of the hog (in Go
+       it joins the global queue, behind every local G): poll first */
+    if (netpoll_p(p) < 0) PyErr_WriteUnraisable(NULL);
     gg->status = Grunnable;
     mark_ready(gg);
     Py_INCREF(g);

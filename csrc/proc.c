@@ -107,9 +107,9 @@ static PyObject *P_new(PyTypeObject *t, PyObject *a, PyObject *k) {
     self->g0 = Py_NewRef(Py_None);
     self->gfree = PyList_New(0);
     self->parker = Py_NewRef(Py_None);
-    self->sleepuntil = PyFloat_FromDouble(-1.0);
+    self->sleepuntil = -1.0;
     self->ts = timers_alloc(self);
-    if (!self->gfree || !self->sleepuntil) { Py_DECREF(self); return NULL; }
+    if (!self->gfree) { Py_DECREF(self); return NULL; }
     if (!self->ts) { Py_DECREF(self); return PyErr_NoMemory(); }
     return (PyObject *)self;
 }
@@ -117,7 +117,7 @@ static int P_traverse(PObject *self, visitproc visit, void *arg) {
     for (Py_ssize_t i = 0; i < self->rqlen; i++)
         Py_VISIT(self->rq[(self->rqhead + i) % self->rqcap]);
     Py_VISIT(self->runnext); Py_VISIT(self->curg); Py_VISIT(self->g0); Py_VISIT(self->gfree);
-    Py_VISIT(self->parker); Py_VISIT(self->sleepuntil);
+    Py_VISIT(self->parker);
     for (Py_ssize_t i = 0; i < self->ngs; i++) Py_VISIT(self->gs[i]);
     Py_VISIT((PyObject *)self->lock);
     return 0;
@@ -130,7 +130,7 @@ static int P_clear(PObject *self) {
         Py_DECREF(g);
     }
     Py_CLEAR(self->runnext); Py_CLEAR(self->curg); Py_CLEAR(self->g0); Py_CLEAR(self->gfree);
-    Py_CLEAR(self->parker); Py_CLEAR(self->sleepuntil);
+    Py_CLEAR(self->parker);
     while (self->ngs) {
         PyObject *g = self->gs[--self->ngs];
         G_CAST(g)->gsidx = -1;
@@ -309,10 +309,21 @@ static PyMemberDef P_members[] = {
     {"g0", T_OBJECT, offsetof(PObject, g0), 0, NULL},
     {"gfree", T_OBJECT, offsetof(PObject, gfree), 0, NULL},
     {"parker", T_OBJECT, offsetof(PObject, parker), 0, NULL},
-    {"sleepuntil", T_OBJECT, offsetof(PObject, sleepuntil), 0, NULL},
+    {"sleepuntil", T_DOUBLE, offsetof(PObject, sleepuntil), READONLY,
+     "idle until (monotonic): -1 not known yet, inf no timer (p.lock)"},
     {"lastpoll", T_DOUBLE, offsetof(PObject, lastpoll), 0, NULL},
     {"nhomed", T_PYSSIZET, offsetof(PObject, nhomed), 0, "started Gs homed here and not dead (owner)"},
     {"ngdelta", T_PYSSIZET, offsetof(PObject, ngdelta), 0, "goroutines created minus exited here (owner)"},
+    /* sched.c */
+    {"idle", T_BOOL, offsetof(PObject, onidle), READONLY, "on sched's idle list (sched.lock)"},
+    {"spinning", T_BOOL, offsetof(PObject, spinning), READONLY, "looking for work (sched.lock)"},
+    {"stealcount", T_LONGLONG, offsetof(PObject, stealcount), 0, "Gs this P stole"},
+    {"nparks", T_LONGLONG, offsetof(PObject, nparks), READONLY, "idle waits"},
+    {"nfutile", T_LONGLONG, offsetof(PObject, nfutile), READONLY,
+     "wake-ups of the idle wait dropped without taking the GIL (a spin whose work was gone)"},
+    {"nemptywakes", T_LONGLONG, offsetof(PObject, nemptywakes), READONLY,
+     "idle waits that took the GIL and then ran nothing"},
+    {"npolls", T_LONGLONG, offsetof(PObject, npolls), READONLY, "non-blocking polls of this P's poller by its worker"},
     {NULL}};
 /* curg: every write starts a run slice (setcurg) */
 static PyObject *P_get_curg(PObject *p, void *u) { return Py_NewRef(p->curg); }
@@ -360,11 +371,7 @@ int runqput_c(PObject *p, PyObject *g, int nxt) {
     if (rq_push(p, g) < 0) { PUNLOCK(p); Py_DECREF(g); PyErr_NoMemory(); return -1; }
     int spill = p->nmovable > RUNQ_MOVABLE_MAX;
     PUNLOCK(p);
-    if (spill) {
-        PyObject *r = PyObject_CallOneArg(py_runqputslow, (PyObject *)p);
-        if (!r) return -1;
-        Py_DECREF(r);
-    }
+    if (spill) return runqputslow(p);
     return 0;
 }
 
@@ -386,24 +393,39 @@ PyObject *runqget_c(PObject *p) {
     return g;
 }
 
-/* next_local: fast path in C, due timers run in C; the fairness tick and a
- * non-empty global queue go to Python's next_local.  New ref, or NULL (none,
- * or an error if PyErr_Occurred()). */
+/* next_local: the next G this P can run without blocking or stealing (Go's
+ * runqget plus findRunnable's first checks): every 61st tick one G from the
+ * global queue (fairness); the P's own poller if it has not been looked at
+ * for NETPOLL_BUSY_INTERVAL; due timers; runnext/the runq;
+ * then a batch from the global queue.  New ref, or NULL (none, or an error if
+ * PyErr_Occurred()). */
+#define NETPOLL_BUSY_INTERVAL 0.002
 PyObject *next_local_c(PObject *p) {
-    int slow = ((p->schedtick + 1) % FAIRNESS_TICKS) == 0;
-    double t0 = atomic_load_explicit(&p->ts->timer0, memory_order_relaxed), now;
-    if (t0 < HUGE_VAL && t0 <= (now = mono())) {   /* +inf: no timer, no clock read */
+    int globwork = glob_runq && Py_SIZE(glob_runq) > 0 && !p->draining;   /* hint */
+    if (((p->schedtick + 1) % FAIRNESS_TICKS) == 0) {
+        p->schedtick++;
+        if (globwork) {                /* fairness: the global queue is not starved */
+            PyObject *g = globrunqget(p, 1);
+            if (g) { p->streak = 0; return g; }
+            if (PyErr_Occurred()) return NULL;
+        }
+    }
+    /* a busy P looks at its own fds every few ms (a clock read per tick; the
+       poll keeps the GIL: netpoll.c netpoll_p), well inside sysmon's 10 ms
+       after which it would poll them from its own thread */
+    double now = mono();
+    if (now - p->lastpoll > NETPOLL_BUSY_INTERVAL) {
+        p->npolls++;
+        if (netpoll_p(p) < 0) return NULL;
+    }
+    double t0 = atomic_load_explicit(&p->ts->timer0, memory_order_relaxed);
+    if (t0 < HUGE_VAL && t0 <= now) {
         runtimers_c(p, now);
         if (PyErr_Occurred()) return NULL;
     }
-    if (!slow) {
-        PyObject *g = runqget_c(p);
-        if (g || !glob_runq || Py_SIZE(glob_runq) == 0) return g;
-    }
-    PyObject *g = PyObject_CallOneArg(py_next_local, (PyObject *)p);
-    if (!g) return NULL;
-    if (g == Py_None) { Py_DECREF(g); return NULL; }
-    return g;
+    PyObject *g = runqget_c(p);
+    if (g || !glob_runq || Py_SIZE(glob_runq) == 0 || p->draining) return g;
+    return globrunqget(p, 0);
 }
 
 /* Switch from the current G to nxt (a new reference, stolen; NULL: to g0).

@@ -6,6 +6,9 @@
  *   lock.c        Lock: the PyThread lock exposed to Python as p.lock
  *   proc.c        G and P (runqueue ring, runnext), runqput/runqget,
  *                 next_local, switch/gopark/goready/getg
+ *   sched.c       the worker's schedule loop (findrunnable, stealing, wakep,
+ *                 spinning, GOMAXPROCS draining), the idle wait, the global
+ *                 queue and the Sched base
  *   chan.c        channels (chan.go): buffer ring, sudog wait queues, close
  *   select.c      select (select.go): lock order, random poll order, park on all
  *   stackcache.c  cache of greenlets' interpreter data-stack chunks
@@ -94,7 +97,8 @@ typedef struct PObject_ {
     long long schedtick;
     int streak;
     char stuck, sleeping, draining;
-    PyObject *curg, *g0, *gfree, *parker, *sleepuntil;
+    PyObject *curg, *g0, *gfree, *parker;
+    double sleepuntil;            /* idle until (monotonic): -1 not known yet, +inf no timer (p->lock) */
     double lastpoll;
     /* gbody.c: goroutine life (owner thread; gs is written under p->lock) */
     Py_ssize_t nhomed, ngdelta;
@@ -109,7 +113,36 @@ typedef struct PObject_ {
     _Atomic int64_t runstart;  /* coarse mono ns the current G started running; 0: none */
     struct pstate *ps;         /* preemption state (csrc/preempt.c); NULL until the
                                   worker attaches (sysmon_attach) */
+    /* sched.c: the worker loop and its idle wait.  idlenext/onidle/spinning
+       are guarded by the sched lock; wakewhy is atomic; the counters are
+       written by the owner (read racily by diagnostics). */
+    struct PObject_ *idlenext;    /* sched's pidle list */
+    char onidle, spinning, ransinceidle;
+    atomic_int wakewhy;           /* WAKE_* bits of the unparks since the idle wait last looked */
+    long long stealcount, nparks, nfutile, nemptywakes, npolls;
 } PObject;
+
+/* Why a P was unparked (p->wakewhy): the idle wait drops a wake-up without
+ * taking the GIL only when no unpark but wakep's (WAKE_SPIN) came and it sees
+ * no work; every other unpark (netpoll.c poller_unpark) sets WAKE_OTHER. */
+#define WAKE_SPIN 1
+#define WAKE_OTHER 2
+#define WAKE_TIMER 4      /* a new earlier timer (timers.c wake_for_timer): the wait re-reads timer0 */
+
+/* Go's schedt: what the worker loop needs from the global scheduler state,
+ * readable without the GIL under `lock` (sched.lock).  The Python Sched
+ * (runtime/proc.py) subclasses it and keeps the rest. */
+typedef struct {
+    PyObject_HEAD
+    LockObject *lock;
+    PyObject *runq;               /* global queue: a deque of movable Gs (lock) */
+    PyObject *allp;               /* list of live Ps, copy-on-write (lock to replace) */
+    PObject **allpv;              /* the same, for C (lock); Ps are kept alive by everp */
+    Py_ssize_t nallp;
+    PObject *pidle;               /* idle Ps, linked by idlenext (lock) */
+    Py_ssize_t npidle, nspinning, nidle;   /* (lock) */
+    PyObject *everp;              /* every P ever made: borrowed P pointers stay valid */
+} SchedObject;
 
 typedef struct parkstate { atomic_int done; struct sudog *win; } parkstate;
 
@@ -177,7 +210,7 @@ struct TimerObject {
 #define P_CAST(o) ((PObject *)(o))
 #define C_CAST(o) ((ChanObject *)(o))
 
-extern PyTypeObject LockType, GType, PType, ChanType, TimerType;
+extern PyTypeObject LockType, GType, PType, ChanType, TimerType, SchedType;
 
 /* ------------------------------------------------------------ globals (module.c) */
 
@@ -185,21 +218,22 @@ extern PyTypeObject LockType, GType, PType, ChanType, TimerType;
  * boundary"), set once by init(). */
 extern PyObject *py_getg;          /* proc._getg_slow(): the G of a thread with no P */
 extern PyObject *py_park_thread;   /* proc._park_thread(g): block a thread G's OS thread */
-extern PyObject *py_next_local;    /* proc.next_local(p): fairness tick, due timers, global queue */
+extern PyObject *py_checkdead;     /* proc.checkdead(): the last P goes idle with no timer */
 extern PyObject *py_fatalpanic;    /* panic.fatalpanic(g, exc): an exception escaped a goroutine */
 extern PyObject *py_exit_from_goroutine;  /* panic.exit_from_goroutine(exc): SystemExit in a goroutine */
 extern PyObject *py_goexit;        /* panic.Goexit: raised by goexit() to end a goroutine */
 extern PyObject *py_time_sleep;    /* time.sleep: a thread G's sleep blocks its thread */
-extern PyObject *py_runqputslow;   /* proc._runqputslow(p): spill movable Gs to the global queue */
 extern PyObject *py_park_current;  /* proc.park_current(reason): park forever (nil channel, empty select) */
 extern PyObject *py_freeze;        /* proc._freeze(): block this worker forever (exit) */
 extern PyObject *PanicError;
 extern PyObject *default_case;     /* the `default` sentinel of select */
 extern PyObject *glob_runq;        /* sched.runq deque (hint: non-empty?) */
+extern SchedObject *sched_c;       /* the running runtime's Sched (sched.c) */
 extern atomic_int exiting;         /* the process is exiting: workers freeze at their next park */
 extern PyObject *tuple_none;       /* (None,) */
 extern PyObject *s_release, *s_acquire, *s_unpark, *s_chan_send, *s_chan_recv,
-                *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil;
+                *s_select, *s_select_nocases, *s_send_nil, *s_recv_nil,
+                *s_park, *s_append, *s_popleft;
 /* the P this worker thread drives (borrowed; the P outlives its worker) */
 extern _Thread_local PyObject *tls_p;
 extern _Thread_local uint64_t rng_state;
@@ -379,6 +413,16 @@ int bind_c(PObject *p, GObject *g, PyObject *glet);   /* g's first run: home it 
 PyObject *m_execute(PyObject *m, PyObject *const *args, Py_ssize_t n);
 PyObject *P_gs_snapshot(PObject *p, PyObject *u);
 
+/* sched.c: the worker loop, idle wait, wakep, global queue */
+void wakep_c(void);
+void wakep_if_none_running(void);
+PyObject *globrunqget(PObject *p, Py_ssize_t maxn);
+int runqputslow(PObject *p);
+PyObject *m_schedule(PyObject *m, PyObject *p);
+PyObject *m_wakep(PyObject *m, PyObject *u);
+PyObject *m_wakep_idle(PyObject *m, PyObject *u);
+PyObject *m_set_sched(PyObject *m, PyObject *s);
+
 /* select.c */
 PyObject *m_select(PyObject *m, PyObject *const *args, Py_ssize_t n);
 
@@ -400,6 +444,13 @@ extern PyObject *ErrClosed, *ErrTimeout;   /* pygmp.net.ErrClosed, pygmp.net.Tim
 extern PyObject *s_io_wait, *s_io_close;   /* wait reasons */
 int netpoll_module_init(void);
 int parker_unpark(PyObject *parker);       /* p.parker.unpark(), in C for the Poller */
+int parker_unpark_spin(PObject *p);        /* wakep's unpark: WAKE_SPIN, not WAKE_OTHER */
+int parker_unpark_timer(PObject *p);       /* timers.c's: WAKE_TIMER */
+/* the worker's idle wait in p's Poller (sched.c): sleep until `until` (mono;
+   < 0: none) with the GIL released; when a wait ends with no event and before
+   `until`, again(p, &until) decides without the GIL whether to wait again.
+   Gs readied by the events, -1 on error, -2: p's parker is not a Poller. */
+int poller_idle_wait(PObject *p, double until, int (*again)(PObject *, double *));
 int netpoll_p(PObject *p);                 /* non-blocking poll of p's poller: Gs readied, -1 error */
 PyObject *rbuf_take(Py_ssize_t n);         /* a bytes object of size n to read into */
 void rbuf_put(PyObject *b);                /* give it back (reference consumed) */

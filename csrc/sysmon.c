@@ -62,6 +62,10 @@ static atomic_llong n_rounds, n_netpolls, n_stalls, n_deep, n_wakeps;
                                      is blocked in a call; the events cost every thread) */
 #define STUCK_AFTER 1000000LL     /* ns: queued movable work behind a P that has not
                                      scheduled for this long may go to an idle P */
+#define STUCK_RUN 5000000LL       /* ns: ... or whose G has run this long (runstart is the
+                                     coarse clock: up to ~4 ms early; so >= 1 ms for sure) */
+#define GIL_FREE_NS 1000000LL     /* ns: sysmon got the GIL this fast: nobody was running
+                                     Python, so a stuck P is blocked outside it: wake a P */
 #define DEEP_MAX 60000000000LL    /* ns: the deep sleep's timeout (robustness only) */
 #define DEEP_AFTER 50000000LL     /* ns: every P idle this long (at every look) before the
                                      deep sleep: a P that goes idle and wakes per message
@@ -278,9 +282,14 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                     s->polledat = now;
                 }
             }
+            /* stuck: movable work queued behind a P that has not scheduled for
+               STUCK_AFTER, or whose current G has run for STUCK_RUN (a P that
+               round-robins long slices under preemption schedules at every
+               slice, and sysmon looks at slice ends, yet its queued work
+               waits a slice each) */
             if (tick != s->tick) { s->tick = tick; s->tickat = now; }
-            else if ((p->nmovable > 0 || p->runnext != Py_None) && !p->sleeping &&
-                     now - s->tickat >= STUCK_AFTER)
+            if ((p->nmovable > 0 || p->runnext != Py_None) && !p->sleeping &&
+                (now - s->tickat >= STUCK_AFTER || (st && now - st >= STUCK_RUN)))
                 what |= W_STUCK;
             if (what) {
                 cs[nc].p = p;
@@ -305,11 +314,26 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
             for (int i = 0; i < nc; i++) cs[i].what &= ~W_STUCK;
 
         /* ---- act, with the GIL */
-        int busy = 0;
+        int busy = 0, stuckmovable = 0;
         int need = doit_trace || wantwake;
         for (int i = 0; i < nc && !need; i++) if (cs[i].what) need = 1;
         if (need && !atomic_load(&sm_stop)) {
+            int64_t gilask = mono_ns();
             PyEval_RestoreThread(ts);
+            /* The GIL came at once: nobody was running Python, so the stuck P
+               is blocked outside Python (a GIL-releasing call, a plain
+               time.sleep) and work queued behind it may go to an idle P.  It
+               came late: a worker runs Python, and a second P would only take
+               turns with it for the GIL (HACKING.md "Which P runs new work");
+               the work waits for its P's next schedule (preemption bounds
+               it), and the next look asks again.  Two quick takes in a row:
+               one may have fallen in a Python worker's syscall. */
+            static int gilfree_runs;      /* sysmon's thread only */
+            gilfree_runs = mono_ns() - gilask < GIL_FREE_NS ? gilfree_runs + 1 : 0;
+            if (gilfree_runs < 2) {       /* one quick take may be a worker's syscall */
+                wantwake = 0;
+                for (int i = 0; i < nc; i++) cs[i].what &= ~W_STUCK;
+            }
             for (int i = 0; i < nc; i++) {
                 PObject *p = cs[i].p;
                 int what = cs[i].what;
@@ -357,10 +381,15 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                     /* runnext may be stolen only from a P marked stuck */
                     PyObject *nx = p->runnext;
                     if (p->nmovable > 0 || (nx != Py_None && G_CAST(nx)->home == Py_None))
-                        p->stuck = 1;
+                        p->stuck = stuckmovable = 1;
                 }
                 Py_DECREF(p);
             }
+            /* the look saw a runnext: wake only if it (or the queue) is
+               movable (a homed runnext is no work for another P: waking one
+               would take the GIL to find nothing, round after round) */
+            if (wantwake && !stuckmovable && !(glob_runq && Py_SIZE(glob_runq) > 0))
+                wantwake = 0;
             if (wantwake) {
                 atomic_fetch_add_explicit(&n_wakeps, 1, memory_order_relaxed);
                 act_call(act, "wakep", NULL, NULL, NULL);

@@ -292,17 +292,13 @@ static PObject *pick_p(void) {
 /* Caller holds q->lock: q sleeps past `when` (or with no known deadline). */
 static int sleeps_past(PObject *q, double when) {
     if (!q->sleeping) return 0;
-    PyObject *su = q->sleepuntil;
-    if (!su || !PyFloat_Check(su)) return 1;   /* None: no deadline */
-    double d = PyFloat_AS_DOUBLE(su);
+    double d = q->sleepuntil;                  /* +inf: no deadline */
     return d < 0 || d > when;                  /* < 0: not known yet */
 }
 
+/* WAKE_TIMER: the idle wait re-reads every timer0 without the GIL (sched.c) */
 static int unpark(PObject *q) {
-    PyObject *r = PyObject_CallMethodNoArgs(q->parker, s_unpark);
-    if (!r) return -1;
-    Py_DECREF(r);
-    return 0;
+    return parker_unpark_timer(q);
 }
 
 /* A new earliest timer on p: make sure some worker wakes by `when` (HACKING.md

@@ -27,8 +27,8 @@ RUNQ_MOVABLE_MAX = 256     # Go's local ring size: movable Gs beyond it spill to
 RUNNEXT_STREAK_MAX = 3     # at most this many consecutive runnext picks (Tokio's LIFO-slot cap)
 
 
-_PYFIELDS = ("id", "status", "goidcache", "goidend", "idle", "spinning",
-             "thread", "ident", "stealcount", "m", "__weakref__")
+_PYFIELDS = ("id", "status", "goidcache", "goidend",
+             "thread", "ident", "m", "__weakref__")
 
 
 class P(_hot.PBase):
@@ -48,11 +48,8 @@ class P(_hot.PBase):
         self.m = None
         self.goidcache = 0
         self.goidend = 0
-        self.idle = False        # guarded by sched.lock: on sched.pidle
-        self.spinning = False    # guarded by sched.lock
         self.thread = None
         self.ident = None
-        self.stealcount = 0
 
     def __repr__(self):
         return "<P %d>" % self.id

@@ -1,5 +1,7 @@
-"""The scheduler (Go's proc.go): M, sched, newproc, schedule/findrunnable,
-gopark/goready, work stealing, wakep, gomaxprocs and checkdead.
+"""The scheduler (Go's proc.go), Python half: M, Sched, start-up, newproc
+(``go``), gomaxprocs, checkdead and the worker thread's life.  The worker loop
+itself (schedule/findrunnable, stealing, wakep, spinning, draining, the idle
+wait) is C: ``_hot.schedule`` (csrc/sched.c).
 
 Invariants are written down in ../HACKING.md; the short version:
 
@@ -17,7 +19,6 @@ Invariants are written down in ../HACKING.md; the short version:
 import collections
 import contextvars
 import os
-import random
 import sys
 import threading
 import time
@@ -27,13 +28,14 @@ from greenlet import getcurrent, GreenletExit
 from . import panic as _panic
 from . import settings as _settings
 from .g import G, new_thread_g, _Gwaiting, _Gdead
-from .p import P, RUNQ_MOVABLE_MAX, _Prunning, _Pdead
+from .p import P, _Prunning, _Pdead
 from .. import _hot
 
 _monotonic = time.monotonic
 runqput = _hot.runqput          # owner-only put; nxt: into runnext
 runqget = _hot.runqget          # owner-only get: runnext (capped streak), then the runq
-next_local_fast = _hot.next_local   # runqget + the slow cases via next_local below
+next_local_fast = _hot.next_local   # runqget, fairness tick, own poller, timers, global queue
+wakep = _hot.wakep              # new movable work: wake an idle P unless one spins
 gopark = _hot.gopark            # park the current G (caller published a waiter)
 goready = _hot.goready          # make a parked G runnable on its home P
 _switchto = _hot.switchto       # switch from the current G to nxt (None: to g0)
@@ -46,11 +48,9 @@ GFREE_MAX = _hot.GFREE_MAX  # per-P cache of finished goroutines' greenlets (csr
 STACK_CACHE_CHUNKS = 4096  # at most this many warm 16 KiB data-stack chunks (csrc/stackcache.c)
 STACK_ROOT_BYTES = 1280    # a goroutine greenlet's first data-stack chunk (csrc/stackcache.c small roots)
 SCAVENGE_PERIOD = 1.0      # seconds between stack-cache scavenges (sysmon)
-GLOBRUNQ_BATCH_MAX = 128
+GLOBRUNQ_BATCH_MAX = 128   # Gs a P takes from the global queue at once (csrc/sched.c; gosched.py)
 GOIDCACHE = 16             # goids a P takes from sched at once (Go's _GoidCacheBatch)
-FAIRNESS_TICKS = 61        # check the global queue every 61 schedticks
-NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (checked every 61 ticks)
-NETPOLL_STALE = 0.010      # an idle P polls a busy P's fds when they have not been polled for this long
+NETPOLL_BUSY_INTERVAL = 0.002   # a busy P polls its fds at least this often (csrc/proc.c next_local)
 MAIN_SIGNAL_RECHECK = 0.25  # a parked main thread looks for a lost SIGINT this often (_park_thread)
 
 
@@ -65,17 +65,16 @@ class M:
         self.ident = _get_ident()
 
 
-class Sched:
+class Sched(_hot.SchedBase):
     """Global scheduler state (Go's schedt).  Everything here is guarded by ``lock``
-    unless noted."""
+    unless noted.  The C base (csrc/sched.c, struct SchedObject) holds what the
+    worker loop reads without the GIL: ``lock``, ``runq`` (the global queue,
+    movable Gs only), ``allp`` (copy-on-write: replaced under ``lock``, never
+    mutated), the idle list (``pidle``, ``npidle``), ``nspinning``, ``nidle``
+    (Ps in their idle wait, draining ones too)."""
 
     def __init__(self):
-        self.lock = threading.Lock()
-        self.runq = collections.deque()      # global runqueue: movable Gs only
-        self.pidle = []                      # idle Ps (not draining)
-        self.nspinning = 0
-        self.nidle = 0                       # Ps in their idle wait, draining ones too
-        self.allp = []                       # copy-on-write: replaced, never mutated
+        self.runq = collections.deque()
         self.goidgen = 1                     # goid 1 is the main goroutine
         self.ngdelta = 0                     # goroutines created/exited off any P, or by retired Ps
         self.maing = None
@@ -140,6 +139,7 @@ def start():
         s.threadgs[mt.ident] = s.maing
         _sched = s
         _hot.set_globrunq(s.runq)
+        _hot.set_sched(s)
         _hot.install_stack_cache(STACK_CACHE_CHUNKS, STACK_ROOT_BYTES)
         _procresize(s, _initial_procs(s.settings))
         for hook in _start_hooks:
@@ -221,9 +221,11 @@ def go(fn, *args, **kwargs):
         g = G(goid, fn, args, kwargs or None, _copy_context(),
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         p.ngdelta += 1
+        # No wakep: this P is running and gets to g; another P would only
+        # take the GIL from it.  sysmon wakes an idle P for movable work that
+        # waits on a P that has not scheduled for its period (a G in a long
+        # stretch, or blocked outside Python): HACKING.md "Which P runs new work".
         runqput(p, g, True)
-        if s.pidle and not s.nspinning and p.nmovable:
-            wakep()
         return
     cur = getg()
     with s.lock:
@@ -232,56 +234,7 @@ def go(fn, *args, **kwargs):
               (cur.goid if cur is not None else 0, f.f_code, f.f_lasti))
         s.ngdelta += 1
         s.runq.append(g)
-    wakep()
-
-
-# ---------------------------------------------------------------------------
-# runqueues
-
-def _runqputslow(p):
-    """Local movable Gs overflowed: move half of them to the global queue."""
-    batch = p.rq_grab_movable(RUNQ_MOVABLE_MAX // 2)
-    if batch:
-        s = _sched
-        with s.lock:
-            s.runq.extend(batch)
-
-
-def globrunqget(p, maxn):
-    """Take a batch from the global queue: one to return, the rest to p's runq."""
-    s = _sched
-    with s.lock:
-        n = len(s.runq)
-        if n == 0:
-            return None
-        k = min(n, n // max(1, len(s.allp)) + 1, GLOBRUNQ_BATCH_MAX)
-        if maxn > 0:
-            k = min(k, maxn)
-        batch = [s.runq.popleft() for _ in range(k)]
-    g = batch[0]
-    if len(batch) > 1:
-        p.rq_extend(batch[1:])
-    return g
-
-
-def next_local(p):
-    """The next G this P can run without blocking or stealing.  The C core's
-    next_local (which runs due timers itself) calls this one every 61st tick
-    or when the global queue has work."""
-    if (p.schedtick + 1) % FAIRNESS_TICKS == 0:
-        p.schedtick += 1
-        # a busy P polls its fds every few ms so I/O waiters are not starved
-        if _monotonic() - p.lastpoll > NETPOLL_BUSY_INTERVAL:
-            p.parker.poll()
-        if _sched.runq and not p.draining:
-            g = globrunqget(p, 1)        # fairness: the global queue is not starved
-            if g is not None:
-                p.streak = 0
-                return g
-    g = runqget(p)
-    if g is None and _sched.runq and not p.draining:
-        g = globrunqget(p, 0)
-    return g
+    _hot.wakep_idle()
 
 
 # ---------------------------------------------------------------------------
@@ -330,15 +283,15 @@ def _worker(p):
     p.ident = m.ident
     p.status = _Prunning
     try:
-        while True:
-            g = findrunnable(p)
-            if g is None:
-                break
-            # g0 runs g, and the unstarted Gs goroutines hand back to it (new
-            # greenlets are only ever created on g0's shallow stack)
-            _hot.execute(p, g)
+        _hot.schedule(p)      # the worker loop (csrc/sched.c); returns when p has drained
     finally:
         _retire(p)
+
+
+def _trace_pulse():
+    """Called by the C worker loop between two Gs while a trace function is
+    set (csrc/sched.c m_schedule): its call and return events tell a tracer
+    that keeps a stack per greenlet (coverage.py) that the greenlet changed."""
 
 
 def _retire(p):
@@ -367,12 +320,7 @@ def _retire(p):
         live = [q for q in s.allp if q is not p and not q.draining]
         _hot.movetimers(p, live[0] if live else None)
         with s.lock:
-            if p.spinning:               # woken by wakep, then retired: not spinning any more
-                p.spinning = False
-                s.nspinning -= 1
-            if p.idle:
-                p.idle = False
-                s.pidle.remove(p)
+            s.unidle_locked(p)           # woken by wakep, then retired: not spinning any more
             s.allp = [q for q in s.allp if q is not p]
             _hot.set_allp(s.allp)
             s.ngdelta += p.ngdelta
@@ -381,180 +329,6 @@ def _retire(p):
             s.runtime_idents.discard(p.ident)
             s.nthreads -= 1
             s.nworkers -= 1
-
-
-def findrunnable(p):
-    s = _sched
-    while True:
-        if s.exiting:
-            _freeze()
-        if p.draining:
-            if p.spinning:
-                _resetspinning(p)
-            _drain(p)
-            if p.nhomed == 0:
-                return None
-        g = next_local_fast(p)
-        if g is not None:
-            if p.spinning:
-                _resetspinning(p)
-            return g
-        # non-blocking netpoll: ready Gs waiting on this P's fds
-        if p.parker.poll():
-            continue
-        if not p.draining:
-            g = _stealwork(p)
-            if g is not None:
-                if p.spinning:
-                    _resetspinning(p)
-                return g
-        _idle(p)
-
-
-def _drain(p):
-    """A removed P gives away its movable Gs and then runs only its homed Gs."""
-    moved = p.rq_grab_movable(1 << 30)
-    with p.lock:
-        nx = p.runnext
-        if nx is not None and nx.home is None:
-            p.runnext = None
-            moved.append(nx)
-    if moved:
-        s = _sched
-        with s.lock:
-            s.runq.extend(moved)
-        wakep()
-
-
-def _resetspinning(p):
-    s = _sched
-    with s.lock:
-        if p.spinning:
-            p.spinning = False
-            s.nspinning -= 1
-        more = bool(s.runq)
-    if more:
-        wakep()
-
-
-def _stealwork(p):
-    s = _sched
-    allp = s.allp
-    if len(allp) < 2 and p.timer0 is None:
-        return None
-    now = _monotonic()
-    victims = list(allp)
-    random.shuffle(victims)
-    for q in victims:
-        if q is p:
-            continue
-        t0 = q.timer0
-        if t0 is not None and t0 <= now:
-            _hot.runtimers(q)
-        # a busy or blocked P must not hold up readiness of fds in its poller
-        if q.sleeping is False and now - q.lastpoll > NETPOLL_STALE:
-            q.parker.poll()
-        if q.nmovable or (q.stuck and q.runnext is not None):
-            taken = q.rq_steal()
-            if taken:
-                p.stealcount += len(taken)
-                _trace_event(7, p, 0, len(taken), q)     # TR_STEAL (pygmp.trace)
-                g = taken[0]
-                if len(taken) > 1:
-                    p.rq_extend(taken[1:])
-                return g
-    return runqget(p)     # other Ps' timers may have readied Gs homed here
-
-
-def _next_deadline(s):
-    d = None
-    for q in s.allp:
-        t = q.timer0
-        if t is not None and (d is None or t < d):
-            d = t
-    return d
-
-
-def _idle(p):
-    """Nothing to run: publish idleness, recheck everything, then sleep until
-    woken (new work) or the earliest timer of any P is due."""
-    s = _sched
-    with s.lock:
-        if s.runq and not p.draining:
-            return                                 # new global work: go round again
-        if p.spinning:
-            p.spinning = False
-            s.nspinning -= 1
-        if not p.draining:
-            p.idle = True
-            s.pidle.append(p)
-        s.nidle += 1
-        alldead = s.nidle == len(s.allp)
-    try:
-        _idle_sleep(p, s, alldead)
-    finally:
-        with s.lock:
-            s.nidle -= 1
-            if p.idle:
-                p.idle = False
-                try:
-                    s.pidle.remove(p)
-                except ValueError:
-                    pass
-
-
-def _idle_sleep(p, s, alldead):
-    # Publish "sleeping, deadline unknown" first, then read the timers: a timer
-    # added concurrently either is seen here or its adder sees us sleeping with
-    # an unknown/later deadline and unparks us (csrc/timers.c wake_for_timer).
-    with p.lock:
-        sleep = not p.rq_len() and p.runnext is None
-        p.sleeping = sleep
-        p.sleepuntil = SLEEP_UNKNOWN
-    try:
-        if sleep and not p.draining:
-            if s.runq:
-                sleep = False
-            else:
-                for q in s.allp:
-                    if q is not p and q.nmovable:
-                        sleep = False
-                        break
-        if not sleep:
-            return
-        deadline = _next_deadline(s)
-        with p.lock:
-            p.sleepuntil = deadline
-        if deadline is None:
-            if alldead:
-                checkdead()
-            p.parker.park(None)
-        else:
-            t = deadline - _monotonic()
-            if t > 0:
-                p.parker.park(t)
-    finally:
-        with p.lock:
-            p.sleeping = False
-            p.sleepuntil = SLEEP_UNKNOWN
-
-
-SLEEP_UNKNOWN = -1.0
-
-
-def wakep():
-    """New movable work: wake one idle P unless one is already looking."""
-    s = _sched
-    if not s.pidle or s.nspinning:
-        return
-    with s.lock:
-        if not s.pidle or s.nspinning:
-            return
-        p = s.pidle.pop()
-        p.idle = False
-        p.spinning = True
-        s.nspinning += 1
-    p.parker.unpark()
 
 
 # ---------------------------------------------------------------------------
@@ -598,9 +372,7 @@ def _procresize(s, n):
             keep, drop = live[:n], live[n:]
             for p in drop:
                 p.draining = True
-                if p.idle:
-                    p.idle = False
-                    s.pidle.remove(p)
+                s.unidle_locked(p)
             s.allp = keep + [p for p in s.allp if p.draining]
         s.gomaxprocs = n
         _hot.set_allp(s.allp)
@@ -694,6 +466,7 @@ def _after_fork_child():
     _tls = threading.local()
     _hot.set_current_p(None)
     _hot.set_globrunq(None)
+    _hot.set_sched(None)
     _hot.set_allp(())
 
 
@@ -719,8 +492,17 @@ def forked_stale_sched(s):
 from .chan import default as _default
 _getg_slow = getg               # a thread with no P (main, plain, go_locked threads)
 getg = _hot.getg
-_hot.init(getg=_getg_slow, park_thread=_park_thread, next_local=next_local,
-          runqputslow=_runqputslow, park_current=park_current,
+_hot.init(getg=_getg_slow, park_thread=_park_thread, checkdead=checkdead,
+          park_current=park_current,
           panic_error=_panic.PanicError, default=_default,
           fatalpanic=_panic.fatalpanic, exit_from_goroutine=_panic.exit_from_goroutine,
           goexit=_panic.Goexit)
+
+
+def sched_stats():
+    """Per-P counters of the worker loop (bench/tail_diag.py; HACKING.md "Tail
+    latency at the default GOMAXPROCS")."""
+    s = _sched
+    if s is None:
+        return {}
+    return {"P%d" % p.id: st for p, st in zip(s.allp, s.p_stats())}
