@@ -13,7 +13,7 @@ netpoller) plus the `bench` extra (gevent, uvloop) and httptools.
   examples/echo_server.py at GOMAXPROCS=1 and 2, gevent StreamServer, asyncio
   streams, asyncio + uvloop, thread per connection (bench/peers/).
 * http: `wrk --latency` (100 connections) against examples/http_server.py
-  (h11), gevent pywsgi, uvloop + httptools, all serving the same page.
+  (httptools), gevent pywsgi, uvloop + httptools, all serving the same page.
 * resp: `redis-benchmark -t ping,set,get -c 50 -n 200000`, with and without
   `-P 16`, against examples/kv_server.py (GOMAXPROCS=1 and 2), the same store
   and command code on gevent, asyncio and uvloop, and redis-server (the

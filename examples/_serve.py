@@ -54,8 +54,9 @@ def parser(doc, address, epilog):
     return ap
 
 
-def serve(prog, args, handler, *hargs):
-    """Listen on ``args.address``, print ``listening on HOST:PORT``, run
+def serve(prog, args, handler, *hargs, banner=()):
+    """Listen on ``args.address``, print ``listening on HOST:PORT`` (then each
+    line of ``banner``), run
     ``handler(conn, *hargs)`` in a goroutine per connection until SIGINT or
     SIGTERM; then close the listener, log one line and return 0 (1 if the
     address cannot be listened on).  Connections still open are not waited
@@ -75,6 +76,8 @@ def serve(prog, args, handler, *hargs):
         go(_accept_loop, prog, ln, handler, hargs, stopped)
         go(_watch_accept_backoff, prog)
         print("listening on %s" % ln.addr(), flush=True)
+        for line in banner:
+            print(line, flush=True)
         stopped.recv()              # the accept loop ends only when ln closes
     except KeyboardInterrupt:
         for sig, h in prev.items():  # a second signal acts as it did before

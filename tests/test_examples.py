@@ -500,7 +500,8 @@ def test_server_help_says_how_to_run_and_load_it(script, load):
                        capture_output=True, text=True, timeout=60, env=_env(), cwd=REPO)
     assert p.returncode == 0, p.stderr
     out = p.stdout
-    assert out.startswith("usage: %s [-h] [--gomaxprocs N] [address]" % script), out
+    assert out.startswith("usage: %s [-h] [--gomaxprocs N]" % script), out
+    assert out.split("\n", 1)[0].endswith("[address]"), out
     for word in ("--gomaxprocs", "SIGTERM", "listening on HOST:PORT", load):
         assert word in out, (word, out)
 
@@ -519,6 +520,25 @@ def test_http_server_reason_phrases(server):
         assert got.startswith(b"HTTP/1.1 " + status + b"\r\n"), (request[:40], got[:100])
         if status.startswith(b"405"):
             assert b"\r\nallow: GET, HEAD\r\n" in got
+    srv.stop()
+
+
+def test_http_server_debug_endpoint(server):
+    srv = server("http_server.py", 2, "--debug", "127.0.0.1:0")
+    line = srv.lines.get(timeout=30)
+    assert line.startswith("debug on 127.0.0.1:"), line
+    port = int(line.rsplit(":", 1)[1])
+    srv.probe()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.") and b" 200 " in data.split(b"\r\n", 1)[0], data[:200]
+    assert b"pygmp_sched_goroutines_goroutines" in data
     srv.stop()
 
 
