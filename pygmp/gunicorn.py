@@ -139,8 +139,8 @@ class Worker(_BaseWorker):
             self._srv.stop_accepting()
             self._wake.do(self._stop.close)
 
-    def _log_exception(self, environ, exc_info):
-        self.log.error("Error handling request %s", environ.get("RAW_URI", "?"),
+    def _log_exception(self, env, exc_info):
+        self.log.error("Error handling request %s", env.get("RAW_URI", "?"),
                        exc_info=exc_info)
 
     def _environ_hook(self):
