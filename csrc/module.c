@@ -90,6 +90,7 @@ static PyMethodDef mod_methods[] = {
     {"sysmon_stop", (PyCFunction)m_sysmon_stop, METH_NOARGS, "make sysmon_run return"},
     {"sysmon_wakeup", (PyCFunction)m_sysmon_wakeup, METH_NOARGS, "make sysmon look now"},
     {"sysmon_stats", (PyCFunction)m_sysmon_stats, METH_NOARGS, "sysmon counters"},
+    {"sysmon_retire_at", (PyCFunction)m_sysmon_retire_at, METH_O, "the oldest idle syscall M reaches its keep-alive in d seconds (None: none)"},
     {"trace_start", (PyCFunction)m_trace_start, METH_NOARGS, "start recording the scheduler trace -> start time (ns)"},
     {"trace_stop", (PyCFunction)m_trace_stop, METH_NOARGS, "stop -> (events, dropped)"},
     {"trace_event", (PyCFunction)(void (*)(void))m_trace_event, METH_FASTCALL, "trace_event(kind, p, goid, arg, obj)"},

@@ -511,5 +511,6 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n);
 PyObject *m_sysmon_stop(PyObject *m, PyObject *u);
 PyObject *m_sysmon_stats(PyObject *m, PyObject *u);
 PyObject *m_sysmon_wakeup(PyObject *m, PyObject *u);
+PyObject *m_sysmon_retire_at(PyObject *m, PyObject *arg);
 
 #endif /* PYGMP_RUNTIME_H */

@@ -53,7 +53,12 @@ static smslot *sm_slots;
 static int sm_n, sm_cap;
 static int sm_kick;               /* guarded by sm_mu: a wake-up is pending */
 static atomic_int sm_stop, sm_running;
-static atomic_llong n_rounds, n_netpolls, n_stalls, n_deep, n_wakeps;
+static atomic_llong n_rounds, n_netpolls, n_stalls, n_deep, n_wakeps, n_retires;
+/* When the oldest idle syscall M passes its keep-alive (mono ns; 0: no idle
+   M).  Written by runtime/syscall.py under its pool lock (sysmon_retire_at),
+   read by sysmon without the GIL; sysmon clears it before it acts, and the
+   act re-arms it from the pool's state under that lock. */
+static atomic_llong sm_retire_at;
 
 #define DELAY_MIN 20000LL         /* ns: Go's 20 us */
 #define DELAY_MAX 10000000LL      /* ns: 10 ms */
@@ -97,6 +102,7 @@ static void sm_child_after_fork(void) {
     sm_n = 0;
     sm_kick = 0;
     atomic_store(&sysmon_deep, 0);
+    atomic_store(&sm_retire_at, 0);     /* the parent's syscall Ms are gone */
     atomic_store(&sm_stop, 0);
     atomic_store(&sm_running, 0);
 }
@@ -315,7 +321,10 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
 
         /* ---- act, with the GIL */
         int busy = 0, stuckmovable = 0;
-        int need = doit_trace || wantwake;
+        long long ra = atomic_load(&sm_retire_at);
+        int doit_retire = ra != 0 && now >= ra;
+        if (doit_retire) atomic_store(&sm_retire_at, 0);
+        int need = doit_trace || wantwake || doit_retire;
         for (int i = 0; i < nc && !need; i++) if (cs[i].what) need = 1;
         if (need && !atomic_load(&sm_stop)) {
             int64_t gilask = mono_ns();
@@ -399,6 +408,10 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                 lasttrace = now;
                 act_call(act, "schedtrace", NULL, NULL, NULL);
             }
+            if (doit_retire) {
+                atomic_fetch_add_explicit(&n_retires, 1, memory_order_relaxed);
+                act_call(act, "retire", NULL, NULL, NULL);
+            }
             ts = PyEval_SaveThread();
         }
         if (tracep > 0 && lasttrace + tracep < wake) wake = lasttrace + tracep;
@@ -428,6 +441,10 @@ PyObject *m_sysmon_run(PyObject *m, PyObject *const *args, Py_ssize_t n) {
                 /* chunks still to give back: wake for the next scavenge */
                 if (scav > 0 && nextscav < wake && stackcache_excess() > 0) wake = nextscav;
             }
+        }
+        {   /* an idle syscall M reaches its keep-alive: wake to retire it */
+            long long r = atomic_load(&sm_retire_at);
+            if (r != 0 && r < wake) wake = r;
         }
         if (!sm_kick && !atomic_load(&sm_stop)) {
             struct timespec t = {(time_t)(wake / 1000000000), (long)(wake % 1000000000)};
@@ -463,6 +480,22 @@ PyObject *m_sysmon_stop(PyObject *m, PyObject *u) {
     Py_RETURN_NONE;
 }
 
+/* sysmon_retire_at(delay): the oldest idle syscall M reaches its keep-alive
+ * in ``delay`` seconds (None: no idle M).  Called by runtime/syscall.py under
+ * its pool lock whenever the oldest idle M changes. */
+PyObject *m_sysmon_retire_at(PyObject *m, PyObject *arg) {
+    long long at = 0;
+    if (arg != Py_None) {
+        double d = PyFloat_AsDouble(arg);
+        if (d == -1.0 && PyErr_Occurred()) return NULL;
+        if (d < 0) d = 0;
+        at = mono_ns() + (long long)(d * 1e9) + 1;
+    }
+    atomic_store(&sm_retire_at, at);
+    if (at && atomic_load(&sysmon_deep)) sysmon_wake();   /* re-time its deep sleep */
+    Py_RETURN_NONE;
+}
+
 /* Any thread: make sysmon look now (wakep's poke when sysmon sleeps deep). */
 PyObject *m_sysmon_wakeup(PyObject *m, PyObject *u) {
     sysmon_wake();
@@ -470,11 +503,12 @@ PyObject *m_sysmon_wakeup(PyObject *m, PyObject *u) {
 }
 
 PyObject *m_sysmon_stats(PyObject *m, PyObject *u) {
-    return Py_BuildValue("{sLsLsLsLsLsi}",
+    return Py_BuildValue("{sLsLsLsLsLsLsi}",
         "wakeups", (long long)atomic_load(&n_rounds),
         "netpolls", (long long)atomic_load(&n_netpolls),
         "stalls", (long long)atomic_load(&n_stalls),
         "deepsleeps", (long long)atomic_load(&n_deep),
         "wakeps", (long long)atomic_load(&n_wakeps),
+        "retires", (long long)atomic_load(&n_retires),
         "deep", atomic_load(&sysmon_deep));
 }

@@ -21,7 +21,13 @@ Protocol (HACKING.md "The park/ready protocol"):
    again for good before the count dropped).
 
 The pool: idle Ms are a LIFO stack (the most recently used is reused first, so
-the cold ones reach their keep-alive and exit).  A new M is started when none
+the cold ones reach their keep-alive).  sysmon retires them: the pool
+publishes when its oldest idle M (the bottom of the stack) passes
+``KEEPALIVE`` (``_hot.sysmon_retire_at``, under ``_plock``, whenever the
+bottom changes); sysmon, which reads that time without the GIL and bounds
+every sleep by it, calls ``retire_idle`` then, which ends every M idle for
+``KEEPALIVE`` and publishes the next time.  An idle M waits on its semaphore
+with no timeout: an idle pool costs no wake-ups.  A new M is started when none
 is idle, counted in ``sched.nthreads`` against ``sched.maxthreads`` (exceeding
 it is Go's fatal "thread exhaustion").  Pool threads are marked
 ``_pygmp_runtime`` and listed in ``sched.runtime_idents`` so checkdead does not
@@ -57,7 +63,8 @@ import threading
 import time
 
 from . import proc
-from .._hot import checkpreempt as _checkpreempt, trace_event as _trace_event
+from .._hot import (checkpreempt as _checkpreempt, trace_event as _trace_event,
+                   sysmon_retire_at as _retire_at)
 from . import panic as _panic
 from .g import _Gsyscall, _Grunning
 
@@ -66,7 +73,7 @@ _monotonic = time.monotonic
 _copy_context = contextvars.copy_context
 _Lock = threading.Lock
 
-KEEPALIVE = 10.0          # seconds an idle syscall M waits for work before it exits
+KEEPALIVE = 10.0          # seconds an idle syscall M waits for work before sysmon retires it
 FAST_THRESHOLD = 20e-6    # a call that finishes under this is "short" (Go's 20 µs)
 INLINE_AFTER = 3          # consecutive short calls before a site runs inline (x 4**strikes)
 STRIKES_CAP = 6           # the requirement stops growing here (3 * 4**6 = 12288 calls)
@@ -107,13 +114,17 @@ class _Job:
 
 class _SysM:
     """One syscall M: a pool thread with a one-job slot and a wake semaphore."""
-    __slots__ = ("sema", "job", "thread")
+    __slots__ = ("sema", "job", "thread", "since")
 
     def __init__(self):
         self.sema = _Lock()
         self.sema.acquire()      # held = no work
         self.job = None
         self.thread = None
+        self.since = 0.0         # when it went idle (monotonic), while on the idle stack
+
+
+_EXIT = object()                 # the job that ends a retired M
 
 
 class _Pool:
@@ -260,6 +271,8 @@ def _submit(s, job):
         stats["handoffs"] += 1
         if pool.idle:
             m = pool.idle.pop()
+            if not pool.idle:
+                _retire_at(None)
             m.job = job
             m.sema.release()
             return
@@ -300,21 +313,11 @@ def _mloop(pool, m):
         s.runtime_idents.add(ident)
     try:
         while True:
-            if not m.sema.acquire(timeout=KEEPALIVE):
-                with _plock:
-                    try:
-                        pool.idle.remove(m)
-                        gone = True
-                    except ValueError:
-                        gone = False     # popped by a submitter: a job is coming
-                    if gone:
-                        pool.nthreads -= 1
-                        stats["exited"] += 1
-                if gone:
-                    return
-                m.sema.acquire()
+            m.sema.acquire()
             job = m.job
             m.job = None
+            if job is _EXIT:
+                return               # retire_idle took it off the stack and counted it
             _run(s, job, pool, m)
             job = None
     finally:
@@ -349,7 +352,10 @@ def _run(s, job, pool, m):
     # makes its next blocking call at once finds this M instead of starting one.
     # (A submitter may hand us a job now; we only take it at m.sema.acquire.)
     with _plock:
+        m.since = _monotonic()
         pool.idle.append(m)
+        if len(pool.idle) == 1:
+            _retire_at(KEEPALIVE)
     proc.goready(g)              # the job belongs to the G from here on
     job = None
     g = None
@@ -358,3 +364,24 @@ def _run(s, job, pool, m):
         check = s.nsyscall == 0 and s.nidle == len(s.allp) and not s.exiting
     if check and proc._sched is s:
         proc.checkdead()
+
+
+def retire_idle():
+    """sysmon's action (GIL held): end every syscall M idle for ``KEEPALIVE``
+    and publish when the next one will be."""
+    pool = _pool
+    if pool is None or pool.s is not proc._sched:
+        return
+    now = _monotonic()
+    with _plock:
+        idle = pool.idle
+        n = 0
+        while n < len(idle) and now - idle[n].since >= KEEPALIVE:
+            n += 1
+        gone, pool.idle[:n] = idle[:n], []
+        pool.nthreads -= n
+        stats["exited"] += n
+        _retire_at(idle[0].since + KEEPALIVE - now if idle else None)
+    for m in gone:
+        m.job = _EXIT
+        m.sema.release()

@@ -4,7 +4,8 @@ The loop is C (``csrc/sysmon.c``, ``_hot.sysmon_run``): it reads the Ps'
 counters without the GIL and takes the GIL only to act.  This module starts it
 and holds the Python half of its actions, the one named point where sysmon
 calls back into Python (``_act``): the stall report, a poll of a busy P's fds,
-waking an idle P, and the ``GODEBUG=schedtrace`` lines.  About once a second
+waking an idle P, the ``GODEBUG=schedtrace`` lines, and retiring the syscall
+Ms idle past their keep-alive.  About once a second
 (``proc.SCAVENGE_PERIOD``) the loop also runs the data-stack cache's
 scavenger (``stackcache_scavenge``, csrc/stackcache.c), without the GIL.
 Preemption itself is C
@@ -85,6 +86,9 @@ def _act(s, kind, p, arg):
             _stall_report(s, p, arg)
     elif kind == "schedtrace":
         _write(schedtrace(s, s.settings.scheddetail))
+    elif kind == "retire":
+        from . import syscall
+        syscall.retire_idle()
     return 0
 
 
