@@ -37,8 +37,11 @@ gunicorn's worker contract:
   configured; ``secure_scheme_headers`` from ``forwarded_allow_ips`` set
   ``wsgi.url_scheme``.
 
-Not supported: TLS (``--certfile``: terminate TLS in front of gunicorn),
-``pre_request``/``post_request`` hooks, HTTP/2, the uwsgi and proxy protocols.
+TLS: ``--certfile``/``--keyfile`` (and gunicorn's other ssl settings,
+through its ``ssl_context`` hook) serve HTTPS, the handshake parking the
+connection's goroutine like any read.
+
+Not supported: ``pre_request``/``post_request`` hooks, HTTP/2, the uwsgi and proxy protocols.
 """
 
 import datetime as _datetime
@@ -102,12 +105,6 @@ def _allow_check(cfg):
 class Worker(_BaseWorker):
     """``gunicorn -k pygmp.gunicorn.Worker``: connections served by goroutines."""
 
-    @classmethod
-    def check_config(cls, cfg, log):
-        if getattr(cfg, "is_ssl", False):
-            raise RuntimeError("pygmp.gunicorn.Worker does not serve TLS: terminate TLS in "
-                               "front of gunicorn, or drop --certfile/--keyfile")
-
     def init_signals(self):
         # The master's handlers were inherited: back to the defaults, then the
         # signals gunicorn sends a worker become values on a channel that the
@@ -142,6 +139,12 @@ class Worker(_BaseWorker):
     def _log_exception(self, env, exc_info):
         self.log.error("Error handling request %s", env.get("RAW_URI", "?"),
                        exc_info=exc_info)
+
+    def _ssl_context(self):
+        if not getattr(self.cfg, "is_ssl", False):
+            return None
+        from gunicorn import sock
+        return sock.ssl_context(self.cfg)
 
     def _environ_hook(self):
         secure = getattr(self.cfg, "secure_scheme_headers", None) or {}
@@ -210,7 +213,7 @@ class Worker(_BaseWorker):
             environ=env, multiprocess=getattr(cfg, "workers", 1) > 1,
             log_exception=self._log_exception,
             on_request=self._access_log if self._access else None,
-            environ_hook=self._environ_hook())
+            environ_hook=self._environ_hook(), ssl_context=self._ssl_context())
         srv.start()
         # self.timeout is half of --timeout (gunicorn's arbiter); 0: no timeout
         interval = max(0.05, min(1.0, self.timeout / 2.0)) if self.timeout else 1.0

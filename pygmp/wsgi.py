@@ -38,6 +38,7 @@ its worker thread.  Use ``pygmp.time.sleep``, ``pygmp.net`` and
 import errno as _errno
 import os as _os
 import socket as _socket
+import ssl as _ssl
 import sys as _sys
 import traceback as _traceback
 
@@ -48,6 +49,7 @@ from . import time as _gtime
 from ._wsgibody import (DEFAULTS, SERVER_SOFTWARE, BadRequest, ClientDisconnected, FileWrapper,
                         _mono)
 from ._wsgiconn import _Connection
+from ._tls import TLSConn as _TLSConn
 
 for _cls in (BadRequest, ClientDisconnected, FileWrapper):
     _cls.__module__ = __name__      # their public home
@@ -127,7 +129,10 @@ class Server:
     ``log_exception(environ, exc_info)`` (default: the traceback to stderr),
     ``on_request(environ, status, headers, bytes_sent, seconds)`` (called
     after each response, in its goroutine), ``environ_hook(environ)`` (may
-    edit each environ before the application sees it).
+    edit each environ before the application sees it), ``ssl_context``
+    (a server-side ``ssl.SSLContext``: every connection speaks TLS, the
+    handshake parking its goroutine like any read; ``wsgi.url_scheme`` is
+    ``https``).
     """
 
     def __init__(self, app, address, *, backlog=1024, max_connections=None,
@@ -140,9 +145,13 @@ class Server:
                  max_header_size=DEFAULTS["max_header_size"],
                  max_head_bytes=DEFAULTS["max_head_bytes"],
                  environ=None, multiprocess=False, log_exception=None, on_request=None,
-                 environ_hook=None):
+                 environ_hook=None, ssl_context=None):
         if not callable(app):
             raise TypeError("app must be a WSGI callable, not %s" % type(app).__name__)
+        if ssl_context is not None and not isinstance(ssl_context, _ssl.SSLContext):
+            raise TypeError("ssl_context must be an ssl.SSLContext, not %s"
+                            % type(ssl_context).__name__)
+        self._ssl = ssl_context
         if backlog is not None and (isinstance(backlog, bool) or not isinstance(backlog, int)
                                     or backlog < 1):
             raise ValueError("backlog must be an int >= 1, not %r" % (backlog,))
@@ -209,7 +218,7 @@ class Server:
             "SCRIPT_NAME": "",
             "SERVER_SOFTWARE": SERVER_SOFTWARE,
             "wsgi.version": (1, 0),
-            "wsgi.url_scheme": "http",
+            "wsgi.url_scheme": "https" if self._ssl is not None else "http",
             "wsgi.errors": _sys.stderr,
             "wsgi.multithread": True,
             "wsgi.multiprocess": self._multiprocess,
@@ -217,6 +226,8 @@ class Server:
             "wsgi.input_terminated": True,
             "wsgi.file_wrapper": FileWrapper,
         }
+        if self._ssl is not None:
+            env["HTTPS"] = "on"
         env.update(self._environ)
         return env
 
@@ -299,7 +310,7 @@ class Server:
         else:
             env["REMOTE_ADDR"] = ""
             env["REMOTE_PORT"] = ""
-        c = _Connection(self, conn, env)
+        c = _Connection(self, conn if self._ssl is None else _TLSConn(conn, self._ssl), env)
         mu = self._mu
         mu.lock()
         self._conns.add(c)
@@ -488,9 +499,21 @@ def main(argv=None):
     ap.add_argument("--graceful-timeout", type=float, default=10.0, metavar="S",
                     help="on SIGTERM/Ctrl-C, let requests in flight finish for at most "
                          "S seconds (a second signal stops at once)")
+    ap.add_argument("--certfile", metavar="PATH", help="serve TLS with this certificate chain")
+    ap.add_argument("--keyfile", metavar="PATH", help="its private key (default: in --certfile)")
     args = ap.parse_args(argv)
     if args.gomaxprocs < 0:
         ap.error("--gomaxprocs must be >= 1")
+    if args.keyfile and not args.certfile:
+        ap.error("--keyfile needs --certfile")
+    ctx = None
+    if args.certfile:
+        try:
+            ctx = _ssl.create_default_context(_ssl.Purpose.CLIENT_AUTH)
+            ctx.load_cert_chain(args.certfile, args.keyfile)
+        except (OSError, _ssl.SSLError) as e:
+            print("pygmp.wsgi: cannot load the certificate: %s" % e, file=_sys.stderr)
+            return 1
     try:
         app = load_app(args.app)
     except (ValueError, ImportError) as e:
@@ -505,7 +528,7 @@ def main(argv=None):
                      max_connections=args.max_connections,
                      keepalive_timeout=args.keepalive_timeout,
                      header_timeout=args.header_timeout, read_timeout=args.read_timeout,
-                     write_timeout=args.write_timeout)
+                     write_timeout=args.write_timeout, ssl_context=ctx)
     except (OSError, ValueError, TypeError) as e:
         print("pygmp.wsgi: %s" % e, file=_sys.stderr)
         return 1

@@ -88,7 +88,7 @@ class Gunicorn:
         if port:            # --reuse-port: the workers open their sockets, the master none
             self.wait_log(r"Booting worker", 20)
         else:
-            m = self.wait_log(r"Listening at: http://127\.0\.0\.1:(\d+)", 20)
+            m = self.wait_log(r"Listening at: https?://127\.0\.0\.1:(\d+)", 20)
             self.port = int(m.group(1))
 
     def _drain(self):
@@ -378,3 +378,42 @@ def test_several_workers_reuse_port(start):
     assert len(pids) == 2, g.log()
     g.signal(signal.SIGINT)                 # quick stop
     assert g.wait(15) == 0
+
+
+def test_tls_certfile_serves_https(start, tmp_path):
+    import shutil
+    import ssl
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    crt, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True, timeout=60)
+    g = start("--certfile", crt, "--keyfile", key)
+    ctx = ssl.create_default_context(cafile=crt)
+    results = []
+
+    def client():
+        c = g.conn()
+        c.s = ctx.wrap_socket(c.s, server_hostname="127.0.0.1")
+        try:
+            for _ in range(3):              # keep-alive over one TLS session
+                status, _, body = c.get("/")
+                results.append((status, json.loads(body)["scheme"]))
+        finally:
+            c.close()
+    deadline = time.monotonic() + 20
+    while True:                             # the worker may still be booting
+        try:
+            client()
+            break
+        except (OSError, EOFError):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    ts = [threading.Thread(target=client) for _ in range(10)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(T * 3)
+    assert results == [(200, "https")] * 33, results

@@ -857,3 +857,111 @@ def test_cli_factory_and_errors(tmp_path):
     finally:
         busy.close()
     assert r.returncode == 1 and "in use" in r.stderr, r.stderr
+
+
+# -- TLS (ssl_context; the gunicorn worker's --certfile) ------------------------
+
+@pytest.fixture(scope="module")
+def cert(tmp_path_factory):
+    """A self-signed certificate for 127.0.0.1: (certfile, keyfile)."""
+    import shutil
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    d = tmp_path_factory.mktemp("tls")
+    crt, key = str(d / "cert.pem"), str(d / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", key, "-out", crt], check=True, capture_output=True, timeout=60)
+    return crt, key
+
+
+def _server_ctx(cert):
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(*cert)
+    return ctx
+
+
+def _tls_client(addr, cert):
+    import ssl
+    c = Client(addr)
+    ctx = ssl.create_default_context(cafile=cert[0])
+    c.sock = ctx.wrap_socket(c.sock, server_hostname="127.0.0.1")
+    return c
+
+
+def test_tls_keepalive_chunked_and_scheme(serve, cert):
+    srv = serve(echo_app, ssl_context=_server_ctx(cert))
+    c = _tls_client(srv.addr, cert)
+    try:
+        for i in range(3):                      # keep-alive over one TLS session
+            r = c.get("/env")
+            assert r.status == 200
+            assert json.loads(r.body)["wsgi.url_scheme"] == "https"
+        body = bytes(range(256)) * 1200         # records across many reads
+        c.request("POST", "/echo", body=body)
+        r = c.response()
+        assert r.status == 200 and json.loads(r.body)["body"].encode("latin-1") == body
+    finally:
+        c.close()
+    srv2 = serve(stream_app, ssl_context=_server_ctx(cert))
+    c = _tls_client(srv2.addr, cert)
+    try:
+        r = c.get("/")
+        assert r.status == 200 and r.chunked and r.body == b"part0;part1;part2;"
+    finally:
+        c.close()
+
+
+def test_tls_client_that_never_handshakes_is_cut_off(serve, cert):
+    srv = serve(hello_app, ssl_context=_server_ctx(cert), keepalive_timeout=0.3)
+    host, port = str(srv.addr).rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=T) as s:
+        s.sendall(b"\x16\x03\x01")              # the start of a ClientHello, then nothing
+        s.settimeout(T)
+        t0 = time.monotonic()
+        try:
+            assert s.recv(100) == b""
+        except ConnectionResetError:
+            pass
+        assert time.monotonic() - t0 < 3
+    c = _tls_client(srv.addr, cert)             # the server still serves
+    try:
+        assert c.get("/env").status == 200
+    finally:
+        c.close()
+
+
+def test_tls_plain_http_client_gets_closed(serve, cert):
+    srv = serve(hello_app, ssl_context=_server_ctx(cert))
+    out = raw_exchange(srv.addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert not out.startswith(b"HTTP/1.1 200")
+    c = _tls_client(srv.addr, cert)
+    try:
+        assert c.get("/env").status == 200
+    finally:
+        c.close()
+
+
+def test_cli_certfile_serves_https(tmp_path, cert):
+    p, addr = start_cli(tmp_path, "cliapp:app", "-b", "127.0.0.1:0", "--certfile", cert[0],
+                        "--keyfile", cert[1])
+    try:
+        c = _tls_client(addr, cert)
+        try:
+            r = c.get("/x")
+            assert r.status == 200 and r.body.startswith(b"/x ")
+        finally:
+            c.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(T * 2) == 0
+    r = subprocess.run([sys.executable, "-m", "pygmp.wsgi", "cliapp:app", "--certfile",
+                        str(tmp_path / "missing.pem")], cwd=str(tmp_path), capture_output=True,
+                       text=True, timeout=60, env=_env())
+    assert r.returncode == 1 and "certificate" in r.stderr, r.stderr
+
+
+def test_ssl_context_must_be_an_sslcontext():
+    with pytest.raises(TypeError, match="ssl_context"):
+        wsgi.Server(hello_app, "127.0.0.1:0", ssl_context="cert.pem")
