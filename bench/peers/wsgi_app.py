@@ -39,11 +39,17 @@ def wait():
     return "slept"
 
 
+MAX_CONNS = 10_000
+
+
 def _redis_client():
     import redis
     host, _, port = REDIS.rpartition(":")
+    # redis-py 6+ caps a pool at 100 connections by default: fewer than the
+    # requests in flight here (wrk's plus its warm-up's), so lift the cap
+    # for every runtime alike
     if RUNTIME != "pygmp":
-        return redis.Redis(host=host, port=int(port))
+        return redis.Redis(host=host, port=int(port), max_connections=MAX_CONNS)
     # redis-py on a goroutine-aware socket: pygmp.net.Conn has the socket
     # methods redis-py calls (recv_into, sendall, ...); until pygmp.monkey
     # exists this small transport stands in for the patched socket module.
@@ -89,7 +95,8 @@ def _redis_client():
         def _connect(self):
             return _Sock(net.dial("tcp", "%s:%d" % (self.host, self.port)))
 
-    pool = redis.ConnectionPool(connection_class=Connection, host=host, port=int(port))
+    pool = redis.ConnectionPool(connection_class=Connection, host=host, port=int(port),
+                                max_connections=MAX_CONNS)
     return redis.Redis(connection_pool=pool)
 
 

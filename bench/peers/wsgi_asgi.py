@@ -34,7 +34,7 @@ async def app(scope, receive, send):
         if _r is None:
             import redis.asyncio
             host, _, port = REDIS.rpartition(":")
-            _r = redis.asyncio.Redis(host=host, port=int(port))
+            _r = redis.asyncio.Redis(host=host, port=int(port), max_connections=10_000)
         await _r.blpop("pygmp-bench-empty-list", timeout=0.005)
         body = b"waited on redis"
     else:
