@@ -367,13 +367,31 @@ def with_cancel(parent):
     return c, _cancel_func(c)
 
 
+class _Expire:
+    """The deadline timer's callback.  A stopped timer stays in its P's heap
+    until the heap is compacted (lazy deletion, as Go's): cancelling the
+    context clears ``ctx`` here, so what stays behind is this small object,
+    never the context and what it references."""
+    __slots__ = ("ctx",)
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+
+    def __call__(self):
+        c = self.ctx
+        self.ctx = None
+        if c is not None:
+            c._cancel(True, deadline_exceeded)
+
+
 class _TimerCtx(_CancelCtx):
-    __slots__ = ("_deadline", "_timer")
+    __slots__ = ("_deadline", "_timer", "_expire")
 
     def __init__(self, parent, deadline):
         _CancelCtx.__init__(self, parent)
         self._deadline = deadline
         self._timer = None
+        self._expire = None
 
     def deadline(self):
         return (self._deadline, True)
@@ -388,8 +406,12 @@ class _TimerCtx(_CancelCtx):
         with self._mu:
             t = self._timer
             self._timer = None
+            ex = self._expire
+            self._expire = None
         if t is not None:
             t.stop()
+        if ex is not None:
+            ex.ctx = None
         return True
 
 
@@ -432,7 +454,8 @@ def _with_deadline(parent, t, d):
         return c, _cancel_func(c)
     with c._mu:
         if c._err is None:
-            c._timer = _ptime.after_func(d, lambda: c._cancel(True, deadline_exceeded))
+            c._expire = _Expire(c)
+            c._timer = _ptime.after_func(d, c._expire)
     return c, _cancel_func(c)
 
 
