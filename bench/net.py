@@ -13,7 +13,8 @@ netpoller) plus the `bench` extra (gevent, uvloop) and httptools.
   examples/echo_server.py at GOMAXPROCS=1 and 2, gevent StreamServer, asyncio
   streams, asyncio + uvloop, thread per connection (bench/peers/).
 * http: `wrk --latency` (100 connections) against examples/http_server.py
-  (httptools), gevent pywsgi, uvloop + httptools, all serving the same page.
+  (httptools), gevent + httptools (the same parser: the ratio's base),
+  gevent's pywsgi, uvloop + httptools, all serving the same page.
 * resp: `redis-benchmark -t ping,set,get -c 50 -n 200000`, with and without
   `-P 16`, against examples/kv_server.py (GOMAXPROCS=1 and 2), the same store
   and command code on gevent, asyncio and uvloop, and redis-server (the
@@ -38,6 +39,7 @@ import platform
 import re
 import resource
 import shutil
+import statistics
 import signal
 import socket
 import subprocess
@@ -274,6 +276,7 @@ def run_echo(client, conns_list, secs, warmup):
 HTTP_SERVERS = [
     ("pygmp P=1", lambda: pygmp_cmd("http_server.py", 1)),
     ("pygmp P=2", lambda: pygmp_cmd("http_server.py", 2)),
+    ("gevent+httptools", lambda: peer_cmd("http_gevent_httptools.py")),
     ("gevent pywsgi", lambda: peer_cmd("http_gevent.py")),
     ("uvloop+httptools", lambda: peer_cmd("http_uvloop.py")),
 ]
@@ -386,6 +389,47 @@ def run_resp(n, clients):
     return rows
 
 
+# -- rounds -------------------------------------------------------------------
+
+def _median_rows(rounds, key):
+    """Rows of several rounds merged into one row per ``key(row)``: numbers
+    are the median over the rounds that measured them (nested dicts, such as
+    redis-benchmark's per-test figures, likewise); ``rounds`` counts them."""
+    merged, order = {}, []
+    for rows in rounds:
+        if not isinstance(rows, list):
+            return rows                     # skipped: the tool is missing
+        for r in rows:
+            k = key(r)
+            if k not in merged:
+                merged[k] = []
+                order.append(k)
+            merged[k].append(r)
+
+    def med(vals):
+        vals = [v for v in vals if v is not None]
+        if not vals:
+            return None
+        if all(isinstance(v, dict) for v in vals):
+            keys = {kk for v in vals for kk in v}
+            return {kk: med([v.get(kk) for v in vals]) for kk in keys}
+        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in vals):
+            m = statistics.median(vals)
+            return round(m, 3) if isinstance(m, float) else m
+        return vals[-1]
+
+    out = []
+    for k in order:
+        rs = merged[k]
+        ok = [r for r in rs if "error" not in r] or rs
+        row = {f: med([r.get(f) for r in ok]) for f in {f for r in ok for f in r}}
+        row["rounds"] = len(ok)
+        if len(ok) < len(rs):
+            row["failed_rounds"] = len(rs) - len(ok)
+        out.append(row)
+    return out
+
+
 # -- idle ---------------------------------------------------------------------
 
 IDLE_SERVERS = [
@@ -449,6 +493,9 @@ def report(res):
     w("## Network benchmarks (`bench/net.py%s`)\n" % (" --quick" if res["quick"] else ""))
     w("%s, %d logical CPUs, Python %s, Linux %s. Load generators share the CPUs with the server.\n"
       % (m["cpu"], m["cpus"], m["python"], m["kernel"]))
+    if res.get("rounds", 1) > 1:
+        w("Medians of %d interleaved rounds (every server once per round). Command: `%s`.\n"
+          % (res["rounds"], res["command"]))
     if isinstance(res.get("echo"), list):
         w("### Echo: 64-byte round trips, C epoll client (bench/echo_client.c), %.0f s per run\n"
           % res["params"]["echo_seconds"])
@@ -465,16 +512,17 @@ def report(res):
         w("")
     if isinstance(res.get("http"), list):
         w("### HTTP: `wrk -t2 -c%d --latency` on `/`\n" % res["params"]["http_conns"])
-        w("| server | req/s | vs gevent | p50 ms | p99 ms | server OS threads |")
-        w("|---|---:|---:|---:|---:|---:|")
-        base = next((r.get("rps") for r in res["http"] if r["server"] == "gevent pywsgi"), None)
+        w("| server | req/s | vs gevent+httptools | vs gevent pywsgi | p50 ms | p99 ms | server OS threads |")
+        w("|---|---:|---:|---:|---:|---:|---:|")
+        base = next((r.get("rps") for r in res["http"] if r["server"] == "gevent+httptools"), None)
+        wsgi = next((r.get("rps") for r in res["http"] if r["server"] == "gevent pywsgi"), None)
         for r in res["http"]:
             if "rps" not in r:
-                w("| %s | error | | | | |" % r["server"])
+                w("| %s | error | | | | | |" % r["server"])
                 continue
-            w("| %s | %.0f | %s | %s | %s | %d |"
-              % (r["server"], r["rps"], ratio(r["rps"], base), r.get("p50_ms"), r.get("p99_ms"),
-                 r["threads"]))
+            w("| %s | %.0f | %s | %s | %s | %s | %d |"
+              % (r["server"], r["rps"], ratio(r["rps"], base), ratio(r["rps"], wsgi),
+                 r.get("p50_ms"), r.get("p99_ms"), r["threads"]))
         w("")
     elif res.get("http"):
         w("HTTP: skipped (%s)\n" % res["http"]["skipped"])
@@ -519,6 +567,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="short runs, small sizes (smoke test)")
     ap.add_argument("--only", default="echo,http,resp,idle")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per echo/http run")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="run echo/http/resp this many times, interleaved (every server "
+                         "once per round), and report medians (default 1)")
     ap.add_argument("--install", action="store_true",
                     help="apt-get install -y wrk redis-tools redis-server if missing")
     ap.add_argument("--json", default=os.path.join(HERE, "results", "net.json"))
@@ -555,12 +606,22 @@ def main():
         pass
     with tempfile.TemporaryDirectory() as tmp:
         client = build_client(tmp)
-        if "echo" in only:
-            res["echo"] = run_echo(client, params["echo_conns"], secs, warmup)
-        if "http" in only:
-            res["http"] = run_http(secs, params["http_conns"])
-        if "resp" in only:
-            res["resp"] = run_resp(params["resp_n"], params["resp_clients"])
+        runs = {"echo": [], "http": [], "resp": []}
+        for rnd in range(max(1, args.rounds)):
+            if args.rounds > 1:
+                log("round %d of %d" % (rnd + 1, args.rounds))
+            if "echo" in only:
+                runs["echo"].append(run_echo(client, params["echo_conns"], secs, warmup))
+            if "http" in only:
+                runs["http"].append(run_http(secs, params["http_conns"]))
+            if "resp" in only:
+                runs["resp"].append(run_resp(params["resp_n"], params["resp_clients"]))
+        res["rounds"] = max(1, args.rounds)
+        keys = {"echo": lambda r: (r["server"], r["conns"]), "http": lambda r: r["server"],
+                "resp": lambda r: (r["server"], r["pipeline"])}
+        for what, rounds in runs.items():
+            if rounds:
+                res[what] = _median_rows(rounds, keys[what])
         if "idle" in only:
             res["idle"] = run_idle(client, params["idle_conns"], params["idle_hold"])
     res["wall_seconds"] = round(time.monotonic() - t0, 1)
