@@ -2,7 +2,7 @@
 
     python bench/trace_server.py [--seconds 0.3] [--json trace.json] [--png trace.png]
 
-The echo server (its own ``serve``/``handle``) runs in this process; 16 client
+The echo server (the examples' accept loop and echo_server's ``handle``) runs in this process; 16 client
 goroutines make 64-byte round trips over TCP while two goroutines run a
 pure-Python computation (a "report" of ~60 ms each), so the timeline shows
 goroutines served per P, parks on the network, readies from the poller,
@@ -27,14 +27,15 @@ def main():
     ap.add_argument("--json", default="trace.json")
     ap.add_argument("--png", default=None)
     a = ap.parse_args()
+    import _serve
     import echo_server
     from pygmp import chan, go, net, trace
     from pygmp.sync import WaitGroup
 
     ln = net.listen("tcp", "127.0.0.1:0")
     stopped = chan()
-    go(echo_server.serve, ln, stopped)
-    addr = echo_server.addr_str(ln.addr())
+    go(_serve._accept_loop, "echo_server", ln, echo_server.handle, (), stopped)
+    addr = str(ln.addr())
     wg = WaitGroup()
     end = [0.0]
 

@@ -171,6 +171,8 @@ def render(json_path, png_path, width=12.0):
     idx = {k: i for i, k in enumerate(rows)}
     fig, ax = plt.subplots(figsize=(width, 0.5 + 0.45 * max(1, len(rows))))
     cmap = plt.get_cmap("tab20")
+    bars = {}                   # (row, colour) -> [(start, width)]: one artist each
+    marks = {"red": ([], []), "green": ([], [])}
     for e in evs:
         k = (e.get("pid"), e.get("tid"))
         if k not in idx:
@@ -178,12 +180,17 @@ def render(json_path, png_path, width=12.0):
         y = len(rows) - 1 - idx[k]
         if e["ph"] == "X":
             g = e["args"].get("goroutine", 0)
-            ax.broken_barh([(e["ts"] / 1000.0, max(e["dur"] / 1000.0, 0.01))], (y - 0.4, 0.8),
-                           color=cmap(g % 20), edgecolor="none")
-        elif e["name"].startswith("preempt"):
-            ax.plot([e["ts"] / 1000.0], [y + 0.45], marker="v", color="red", markersize=5)
-        elif e["name"].startswith("steal"):
-            ax.plot([e["ts"] / 1000.0], [y + 0.45], marker="v", color="green", markersize=5)
+            bars.setdefault((y, g % 20), []).append(
+                (e["ts"] / 1000.0, max(e["dur"] / 1000.0, 0.01)))
+        elif e["name"].startswith(("preempt", "steal")):
+            xs, ys = marks["red" if e["name"].startswith("preempt") else "green"]
+            xs.append(e["ts"] / 1000.0)
+            ys.append(y + 0.45)
+    for (y, c), spans in bars.items():
+        ax.broken_barh(spans, (y - 0.4, 0.8), color=cmap(c), edgecolor="none")
+    for colour, (xs, ys) in marks.items():
+        if xs:
+            ax.plot(xs, ys, linestyle="none", marker="v", color=colour, markersize=5)
     ax.set_yticks(range(len(rows)))
     ax.set_yticklabels([names.get(k, str(k)) for k in reversed(rows)], fontsize=8)
     ax.set_xlabel("ms")
