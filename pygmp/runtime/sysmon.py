@@ -21,6 +21,10 @@ import time
 from .. import _hot
 from . import proc
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Thread = threading.Thread
+
 _start_mono = time.monotonic()
 
 
@@ -57,7 +61,7 @@ def start(s):
     from . import syscall
     syscall.KEEPALIVE = st.PYGMP_SYSCALL_KEEPALIVE_MS / 1000.0
     s.asyncpreempt = configure(s)
-    t = threading.Thread(target=_run, args=(s,), name="pygmp-sysmon", daemon=True)
+    t = _Thread(target=_run, args=(s,), name="pygmp-sysmon", daemon=True)
     t._pygmp_runtime = True
     t.start()
     with s.lock:

@@ -1,0 +1,1 @@
+"""pygmp.monkey: the standard library made goroutine-aware (see API.md)."""
