@@ -514,9 +514,20 @@ def _local_dict(self):
         d = impl.create_dict(t)
         args, kw = impl.localargs
         with impl.locallock:
+            prev = _getdict(self)
             object.__setattr__(self, "__dict__", d)
-            type(self).__init__(self, *args, **kw)
+            try:
+                type(self).__init__(self, *args, **kw)
+            finally:
+                object.__setattr__(self, "__dict__", prev)
         return impl, d
+
+
+_BLANK = {}     # a local's __dict__ between two accesses (keeps no one's values alive)
+
+
+def _getdict(self):
+    return object.__getattribute__(self, "__dict__")
 
 
 class local:
@@ -532,14 +543,19 @@ class local:
         self = object.__new__(cls)
         impl = _LocalImpl(args, kw)
         object.__setattr__(self, "_local__impl", impl)
-        object.__setattr__(self, "__dict__", impl.create_dict(current_thread()))
+        impl.create_dict(current_thread())
+        object.__setattr__(self, "__dict__", _BLANK)
         return self
 
     def __getattribute__(self, name):
         impl, d = _local_dict(self)
         with impl.locallock:
+            prev = _getdict(self)
             object.__setattr__(self, "__dict__", d)
-            return object.__getattribute__(self, name)
+            try:
+                return object.__getattribute__(self, name)
+            finally:
+                object.__setattr__(self, "__dict__", prev)
 
     def __setattr__(self, name, value):
         if name == "__dict__":
@@ -547,8 +563,12 @@ class local:
                                  % self.__class__.__name__)
         impl, d = _local_dict(self)
         with impl.locallock:
+            prev = _getdict(self)
             object.__setattr__(self, "__dict__", d)
-            return object.__setattr__(self, name, value)
+            try:
+                return object.__setattr__(self, name, value)
+            finally:
+                object.__setattr__(self, "__dict__", prev)
 
     def __delattr__(self, name):
         if name == "__dict__":
@@ -556,8 +576,12 @@ class local:
                                  % self.__class__.__name__)
         impl, d = _local_dict(self)
         with impl.locallock:
+            prev = _getdict(self)
             object.__setattr__(self, "__dict__", d)
-            return object.__delattr__(self, name)
+            try:
+                return object.__delattr__(self, name)
+            finally:
+                object.__setattr__(self, "__dict__", prev)
 
 
 # threading.Timer over the patched Thread: threading's own methods
