@@ -21,21 +21,26 @@ GOMAXPROCS=1 finish in about the time of one (HACKING.md).
 import subprocess
 import threading
 
-from pygmp.runtime import syscall as _syscall
+from pygmp.runtime import syscall as _rt
 from . import _core
-from ._threading import _curg
 
 __all__ = ["patch_subprocess", "Popen"]
 
 _OPopen = subprocess.Popen
-_call = _syscall.call
+_current_goroutine = _rt._current_goroutine
+_handoff = _rt._handoff
 _lock = threading.Lock()   # the real one: taken at patch time only
 
 
 def _blocking(fn, *args, **kwargs):
-    if _curg() is None:
+    """``fn(*args, **kwargs)`` on a pool thread while the goroutine parks;
+    inline on a thread that may block itself.  Always handed off (no inline
+    fast path as ``syscall.call`` has): a wait or a pipe read that was quick
+    ten times may block the eleventh for as long as the child likes."""
+    g = _current_goroutine()
+    if g is None or g.locked:
         return fn(*args, **kwargs)
-    return _call(fn, *args, **kwargs)
+    return _handoff(g, fn, args, kwargs, None)
 
 
 class _Pipe:
@@ -102,14 +107,12 @@ class Popen(_OPopen):
                 setattr(self, name, _Pipe(f))
 
     def wait(self, timeout=None):
-        if self.returncode is not None or _curg() is None:
-            return _OPopen.wait(self, timeout)
-        return _call(_OPopen.wait, self, timeout)
+        if self.returncode is not None:
+            return self.returncode
+        return _blocking(_OPopen.wait, self, timeout)
 
     def communicate(self, input=None, timeout=None):
-        if _curg() is None:
-            return _OPopen.communicate(self, input, timeout)
-        return _call(_OPopen.communicate, self, input, timeout)
+        return _blocking(_OPopen.communicate, self, input, timeout)
 
 
 def patch_subprocess():
