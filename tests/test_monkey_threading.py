@@ -510,7 +510,7 @@ def test_current_thread_identity():
             b = threading.current_thread()
             time.sleep(0)
             info.append((id(a), a is b, a.ident == threading.get_ident(), a.is_alive(),
-                         a.daemon, isinstance(a, threading.Thread), a.name))
+                         not a.daemon, isinstance(a, threading.Thread), a.name))
             done.send(weakref.ref(a))
         for _ in range(100):
             go(w)
@@ -605,12 +605,12 @@ def test_thread_subclass_join_timeout_excepthook_enumerate():
         tm = threading.Timer(0.05, fired.append, args=(1,)); tm.start(); tm.join(5)
         tm2 = threading.Timer(5, fired.append, args=(2,)); tm2.start(); tm2.cancel(); tm2.join(5)
         assert fired == [1], fired
-        # a Thread started from a goroutine inherits daemon=True (as from a _DummyThread)
+        # a Thread started from a goroutine is not daemonic (the dummy is not)
         box = chan(1)
         def starter():
             th = threading.Thread(target=lambda: None); th.start(); th.join(); box.send(th.daemon)
         go(starter)
-        assert wait_all(box, 1) == [True]
+        assert wait_all(box, 1) == [False]
     """)
     assert "Exception in thread boomer" in r.stderr and "ValueError: boom in thread" in r.stderr
     assert "panic" not in r.stderr

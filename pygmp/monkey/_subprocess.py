@@ -55,6 +55,10 @@ class _Pipe:
     def __getattr__(self, name):
         return getattr(self._f, name)
 
+    @property
+    def __class__(self):         # isinstance(p.stdout, io.BufferedReader) still holds
+        return type(self._f)
+
     def __setattr__(self, name, value):
         setattr(self._f, name, value)
 

@@ -369,11 +369,13 @@ class Thread(_OThread, metaclass=_ThreadMeta):
 
 class _GoroutineThread(Thread):
     """``current_thread()`` in a goroutine that no patched ``Thread`` started
-    (threading's ``_DummyThread`` for goroutines): daemonic, alive while its
-    goroutine runs, not joinable, not listed by ``enumerate()``."""
+    (threading's ``_DummyThread`` for goroutines): alive while its goroutine
+    runs, not joinable, not listed by ``enumerate()``.  Not daemonic, unlike
+    ``_DummyThread``: a goroutine is a thread of the program, so the Threads it
+    starts are joined at exit like those the main thread starts."""
 
     def __init__(self, g):
-        Thread.__init__(self, name="goroutine-%d" % g.goid, daemon=True)
+        Thread.__init__(self, name="goroutine-%d" % g.goid, daemon=False)
         self._g = g
         self._ident = g.goid
         if _o_get_native_id is not None:
@@ -390,7 +392,7 @@ class _GoroutineThread(Thread):
         raise RuntimeError("cannot join a dummy thread")
 
     def _g_status(self):
-        return "started daemon %s" % self._ident if self.is_alive() else "stopped daemon %s" % self._ident
+        return "%s %s" % ("started" if self.is_alive() else "stopped", self._ident)
 
 
 def current_thread():
@@ -624,16 +626,16 @@ class SimpleQueue:
 
     def get(self, block=True, timeout=None):
         q = self._queue
+        if block and timeout is not None:
+            if timeout < 0:
+                raise ValueError("'timeout' must be a non-negative number")
+            deadline = _monotonic() + timeout
         try:
             return q.popleft()
         except IndexError:
             pass
         if not block:
             raise _queue.Empty
-        if timeout is not None:
-            if timeout < 0:
-                raise ValueError("'timeout' must be a non-negative number")
-            deadline = _monotonic() + timeout
         while True:
             try:
                 return q.popleft()
@@ -689,12 +691,9 @@ def patch_threading():
         _core.patch_item(T, "RLock", RLock)
         _core.patch_item(T, "get_ident", get_ident)
         _core.patch_item(T, "current_thread", current_thread)
-        if hasattr(T, "currentThread"):
-            _core.patch_item(T, "currentThread", current_thread)
         _core.patch_item(T, "enumerate", enumerate)
         _core.patch_item(T, "active_count", active_count)
-        if hasattr(T, "activeCount"):
-            _core.patch_item(T, "activeCount", active_count)
+        # (currentThread/activeCount stay: they warn, then call these names)
         _core.patch_item(T, "local", local)
         _core.patch_item(T, "Thread", Thread)
         _core.patch_item(T, "Timer", Timer)
