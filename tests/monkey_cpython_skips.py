@@ -38,6 +38,9 @@ SKIPS = {
     "test_threading.ExceptHookTests.test_excepthook_thread_None":
         "_thread._excepthook prints the OS thread's ident; the test compares it "
         "with threading.get_ident(), which in a goroutine is the goroutine's",
+    "test_threading.ThreadTests.test_join_with_timeout":
+        "(3.13) waits on a _thread.allocate_lock() lock (not patched) in a "
+        "goroutine Thread: it holds its worker thread",
     "test_threading.ThreadTests.test_disallow_instantiation":
         "the patched Lock is a Python class: threading.Lock() instantiates it",
     "test_threading.ThreadTests.test_PyThreadState_SetAsyncExc":

@@ -40,7 +40,7 @@ SUBPROCESS = ["test_subprocess.ProcessTestCase." + t for t in (
     "test_stdout_stderr_pipe")]
 
 
-def run_cpython_tests(names, timeout=240):
+def run_cpython_tests(names, timeout=120):
     fd, out = tempfile.mkstemp(prefix="pygmp_cpy_", suffix=".json")
     os.close(fd)
     try:

@@ -43,6 +43,7 @@ from pygmp.runtime import proc as _proc
 from pygmp.runtime import timers as _timers
 from pygmp.runtime.g import _Gwaiting, _Grunning, _Gdead
 from pygmp.runtime.panic import Goexit as _Goexit
+from pygmp._hot import checkpreempt as _checkpreempt
 
 from . import _core
 
@@ -131,9 +132,17 @@ class Lock:
         self._locked = False
         self._waiters = _deque()
 
+    def __init_subclass__(cls, **kwargs):
+        # as threading.Lock (a function before 3.13, a final type since)
+        raise TypeError("type 'Lock' is not an acceptable base type")
+
     def acquire(self, blocking=True, timeout=-1):
         if blocking is not True or timeout != -1:
             _check_args(blocking, timeout)
+        # A runtime entry, as pygmp.sync's: a goroutine whose slice is over
+        # yields here, so a loop of non-blocking acquires (q.get(False) until
+        # something comes) cannot keep its worker from the others.
+        _checkpreempt()
         mu = self._mu
         mu.acquire()
         if not self._locked:
@@ -248,9 +257,12 @@ def RLock(*args, **kwargs):
     return _PyRLock(*args, **kwargs)
 
 
+_forking = None     # the OS ident of a thread inside os.fork() (see _before_fork)
+
+
 def get_ident():
     g = _curg()
-    if g is None:
+    if g is None or (_forking is not None and _forking == _o_get_ident()):
         return _o_get_ident()
     return g.goid
 
@@ -400,7 +412,7 @@ def current_thread():
     first use, the same object for the goroutine's life).  Elsewhere: as
     unpatched."""
     g = _curg()
-    if g is None:
+    if g is None or (_forking is not None and _forking == _o_get_ident()):
         return _o_current_thread()
     t = _gthreads.get(g)
     if t is None:
@@ -591,8 +603,22 @@ Timer = _ThreadMeta("Timer", (Thread,), {k: v for k, v in vars(_OTimer).items()
                                   if k not in ("__dict__", "__weakref__")})
 
 
+def _before_fork():
+    # threading's own fork handler (it runs in the child before ours) finds
+    # the forking thread by get_ident() in threading._active: while a
+    # goroutine forks, its thread answers with the OS ident, as unpatched.
+    global _forking
+    _forking = _o_get_ident()
+
+
+def _after_fork_parent():
+    global _forking
+    _forking = None
+
+
 def _after_fork_child():
-    global _reg_lock
+    global _reg_lock, _forking
+    _forking = None
     _reg_lock = _allocate()
     _gthreads.clear()
     _live.clear()
@@ -698,7 +724,8 @@ def patch_threading():
         _core.patch_item(T, "Thread", Thread)
         _core.patch_item(T, "Timer", Timer)
         T._register_atexit(_join_at_exit)
-        os.register_at_fork(after_in_child=_after_fork_child)
+        os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_parent,
+                            after_in_child=_after_fork_child)
         _core.mark_patched("threading")
 
 
