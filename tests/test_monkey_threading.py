@@ -717,3 +717,86 @@ def test_patch_twice_and_get_original():
         ev.set(); t.join(5)
         assert box[0][0] is t and box[0][1]
     """)
+
+
+def test_mixed_timeouts_keep_mutual_exclusion():
+    # Goroutines and plain threads acquire one Lock with short random timeouts:
+    # a timed-out waiter withdraws, a handed-over one owns the lock; never two
+    # owners, no lost hand-over (every goroutine and thread finishes).
+    run_patched("""
+        import random
+        lock = threading.Lock()
+        owner = [None]
+        stats = {"bad": 0, "ok": 0, "to": 0}
+        mu = _core.get_original("threading", "Lock")()
+        def attempt(me, rnd):
+            if lock.acquire(timeout=rnd.choice((0.0005, 0.001, 0.005, -1))):
+                if owner[0] is not None:
+                    with mu:
+                        stats["bad"] += 1
+                owner[0] = me
+                if rnd.random() < 0.5:
+                    yield_()
+                owner[0] = None
+                lock.release()
+                with mu:
+                    stats["ok"] += 1
+            else:
+                with mu:
+                    stats["to"] += 1
+        done = chan(100)
+        def gw(i):
+            rnd = random.Random(i)
+            for _ in range(200):
+                attempt(("g", i), rnd)
+            done.send(1)
+        def tw(i):
+            rnd = random.Random(1000 + i)
+            for _ in range(200):
+                attempt(("t", i), rnd)
+                if rnd.random() < 0.3:
+                    _real_sleep(0.0002)
+        ts = [OThread(target=tw, args=(i,)) for i in range(4)]
+        for t in ts:
+            t.start()
+        for i in range(40):
+            go(gw, i)
+        wait_all(done, 40, timeout=60)
+        for t in ts:
+            t.join(60)
+            assert not t.is_alive()
+        assert stats["bad"] == 0, stats
+        assert stats["ok"] + stats["to"] == 44 * 200, stats
+        assert not lock.locked()
+        print(stats)
+    """, timeout=120)
+
+
+def test_interrupted_thread_waiter_withdraws():
+    # The main thread waiting on a patched Lock is interrupted by a signal
+    # handler's exception: its waiter goes, and the next release goes to the
+    # goroutine queued behind it (no hand-over to the dead waiter).
+    run_patched("""
+        import signal
+        class Alarm(Exception):
+            pass
+        def handler(*a):
+            raise Alarm
+        signal.signal(signal.SIGALRM, handler)
+        lock = threading.Lock(); lock.acquire()
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        try:
+            lock.acquire()
+        except Alarm:
+            pass
+        else:
+            raise AssertionError("not interrupted")
+        got = chan(1)
+        go(lambda: got.send(lock.acquire(timeout=10)))
+        _real_sleep(0.1)
+        lock.release()
+        assert wait_all(got, 1) == [True]
+        assert lock.locked()
+        lock.release()
+        assert lock.acquire(False)
+    """)
