@@ -1,1 +1,2 @@
-"""pygmp.monkey: the standard library made goroutine-aware (see API.md)."""
+"""pygmp.monkey: the standard library made goroutine-aware (docs/api.md)."""
+__all__ = []
