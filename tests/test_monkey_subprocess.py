@@ -67,7 +67,8 @@ def run_patched(src, gomaxprocs=1, timeout=90):
 
 
 def test_this_process_is_not_patched():
-    import pygmp.monkey._subprocess  # noqa: F401
+    import pygmp.monkey._subprocess as _s
+    assert _s.Popen is not subprocess.Popen
     assert subprocess.Popen.__module__ == "subprocess"
 
 

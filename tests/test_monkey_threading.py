@@ -8,8 +8,6 @@ import _thread
 import threading
 import textwrap
 
-import pytest
-
 from _helpers import run_script
 
 PRELUDE = """\
@@ -55,10 +53,11 @@ def run_patched(src, gomaxprocs=2, timeout=60):
 
 
 def test_this_process_is_not_patched():
-    import pygmp.monkey._threading  # noqa: F401  (importing patches nothing)
-    import pygmp.monkey._subprocess  # noqa: F401
     import queue
     import subprocess
+    import pygmp.monkey._threading as _t      # importing patches nothing
+    import pygmp.monkey._subprocess as _s
+    assert _t.Lock is not threading.Lock and _s.Popen is not subprocess.Popen
     assert threading.Lock is _thread.allocate_lock or threading.Lock is getattr(_thread, "lock", None)
     assert threading.Thread.__module__ == "threading"
     assert queue.SimpleQueue.__module__ in ("_queue", "queue")
@@ -800,3 +799,31 @@ def test_interrupted_thread_waiter_withdraws():
         lock.release()
         assert lock.acquire(False)
     """)
+
+
+def test_fork_from_a_goroutine():
+    # threading's own fork handler must find the forking thread (it looks up
+    # get_ident() in threading._active): no "Exception ignored", and the child
+    # can use the patched primitives.
+    r = run_patched("""
+        import warnings
+        warnings.simplefilter("ignore", DeprecationWarning)   # 3.12+: fork with threads
+        res = chan(1)
+        def body():
+            l = threading.Lock()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    assert l.acquire(timeout=1)
+                    l.release()
+                    t = threading.current_thread()
+                    ok = t is not None and threading.main_thread() is not None
+                    os._exit(0 if ok else 3)
+                except BaseException:
+                    os._exit(4)
+            _, st = os.waitpid(pid, 0)
+            res.send(os.waitstatus_to_exitcode(st))
+        go(body)
+        assert wait_all(res, 1) == [0]
+    """)
+    assert "Exception ignored" not in r.stderr, r.stderr

@@ -32,14 +32,15 @@ import threading
 import time
 import weakref
 
+import importlib
+
 # The runtime first: its modules bind the real threading names at import.
-import pygmp.runtime  # noqa: F401
-import pygmp.runtime.syscall  # noqa: F401
-import pygmp.signal  # noqa: F401
-import pygmp.net  # noqa: F401
-import pygmp.sync  # noqa: F401
-import pygmp.context  # noqa: F401
-from pygmp.runtime import proc as _proc
+for _m in ("pygmp.runtime", "pygmp.runtime.syscall", "pygmp.signal", "pygmp.net",
+           "pygmp.sync", "pygmp.context"):
+    importlib.import_module(_m)
+del _m
+
+from pygmp.runtime import proc as _proc  # noqa: E402
 from pygmp.runtime import timers as _timers
 from pygmp.runtime.g import _Gwaiting, _Grunning, _Gdead
 from pygmp.runtime.panic import Goexit as _Goexit
