@@ -27,7 +27,7 @@ from test.support import threading_helper  # noqa: E402
 from pygmp import go, chan  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from monkey_cpython_skips import SKIPS  # noqa: E402
+from monkey_cpython_threading_skips import SKIPS  # noqa: E402
 
 # threading_cleanup() waits up to 1 s for _thread._count() to drop back: the
 # runtime's syscall pool threads (idle ones live 10 s) would make it wait after

@@ -2,7 +2,7 @@
 pygmp.monkey's patch_threading(), patch_queue() and patch_subprocess() in a
 child interpreter, with the unittest runner inside a goroutine (so every
 patched path is the goroutine one; see _monkey_cpython_runner.py).  The tests
-listed in monkey_cpython_skips.py are skipped, each with its reason; every
+listed in monkey_cpython_threading_skips.py are skipped, each with its reason; every
 other selected test must pass.
 """
 import json
@@ -14,7 +14,7 @@ import tempfile
 import pytest
 
 from _helpers import REPO, _env
-from monkey_cpython_skips import SKIPS
+from monkey_cpython_threading_skips import SKIPS
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RUNNER = os.path.join(HERE, "_monkey_cpython_runner.py")
