@@ -827,3 +827,18 @@ def test_fork_from_a_goroutine():
         assert wait_all(res, 1) == [0]
     """)
     assert "Exception ignored" not in r.stderr, r.stderr
+
+
+def test_deadlock_still_detected_with_goroutine_threads():
+    # Threads that are goroutines are not plain threads: when they and the main
+    # goroutine are all parked for good, checkdead reports it (Go's behaviour)
+    # instead of the process hanging.
+    r = run_script(PRELUDE + textwrap.dedent("""
+        ev = threading.Event()
+        ts = [threading.Thread(target=ev.wait, daemon=True) for _ in range(3)]
+        for t in ts:
+            t.start()
+        chan().recv()
+    """), timeout=30, env={"GOMAXPROCS": "2"})
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    assert "all goroutines are asleep - deadlock!" in r.stderr

@@ -36,7 +36,7 @@ import importlib
 
 # The runtime first: its modules bind the real threading names at import.
 for _m in ("pygmp.runtime", "pygmp.runtime.syscall", "pygmp.signal", "pygmp.net",
-           "pygmp.sync", "pygmp.context"):
+           "pygmp.sync", "pygmp.context", "pygmp.metrics", "pygmp.trace"):
     importlib.import_module(_m)
 del _m
 
@@ -307,7 +307,6 @@ class Thread(_OThread, metaclass=_ThreadMeta):
     exception escaping ``run`` goes to ``threading.excepthook`` (not a panic);
     ``join`` parks (or blocks a plain thread)."""
 
-    _pygmp_runtime = True      # checkdead: a goroutine, not a plain thread
     _g_done = None
 
     def start(self):

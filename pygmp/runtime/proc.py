@@ -108,6 +108,7 @@ _startlock = threading.Lock()
 _Local = threading.local
 _Thread = threading.Thread
 _Lock = threading.Lock
+_enumerate = threading.enumerate   # OS threads only (not pygmp.monkey's goroutine Threads)
 _tls = _Local()
 _old = []                  # runtimes orphaned by fork: kept alive, never run again
 _start_hooks = []          # f(sched) run by start() for each new runtime (process.py: fork/exit hooks; sysmon.py: sysmon)
@@ -414,7 +415,7 @@ def _plain_threads_running(s):
     mg = s.maing
     if not s.maingoexit and mg.status != _Gwaiting:
         return True
-    for t in threading.enumerate():
+    for t in _enumerate():
         ident = t.ident
         if ident in s.runtime_idents or not t.is_alive():
             continue

@@ -24,6 +24,7 @@ from . import proc
 # The real classes, bound at import: pygmp.monkey may replace the module's
 # attributes later, and the runtime's own threads and locks must stay real.
 _Thread = threading.Thread
+_active_count = threading.active_count
 
 _start_mono = time.monotonic()
 
@@ -134,7 +135,7 @@ def _os_threads():
             import psutil
             return psutil.Process().num_threads()
         except Exception:          # noqa: BLE001
-            return threading.active_count()
+            return _active_count()
 
 
 def schedtrace(s, detail=False):
