@@ -53,6 +53,10 @@ def _latencies():
     return {"buckets": list(_LAT_BOUNDS), "counts": counts}
 
 
+_enumerate = _threading.enumerate        # bound at import: OS threads only, even
+_active_count = _threading.active_count  # after pygmp.monkey patches threading
+
+
 def _os_threads():
     try:
         import psutil
@@ -61,14 +65,14 @@ def _os_threads():
         try:
             return len(_os.listdir("/proc/self/task"))
         except OSError:
-            return _threading.active_count()
+            return _active_count()
 
 
 def _runtime_threads():
     s = _sched()
     idents = s.runtime_idents
     n = 0
-    for t in _threading.enumerate():
+    for t in _enumerate():
         if t.is_alive() and (t.ident in idents or getattr(t, "_pygmp_runtime", False)):
             n += 1
     return n

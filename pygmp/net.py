@@ -44,6 +44,11 @@ from .runtime import netfd as _netfd
 from .runtime import proc as _proc
 from .runtime.netfd import ErrClosed, TimeoutError
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_SimpleQueue = _queue.SimpleQueue
+_Thread = _threading.Thread
+
 __all__ = ["listen", "dial", "listen_packet", "Listener", "Conn", "PacketConn",
            "Addr", "ErrClosed", "TimeoutError"]
 
@@ -201,7 +206,7 @@ def _offthread(fn, *args, deadline=None):
         s.nsyscall += 1          # checkdead: a blocking call is in flight
     with _rlock:
         if _rstate["pid"] != _os.getpid():
-            _rq = _queue.SimpleQueue()
+            _rq = _SimpleQueue()
             _rstate.update(pid=_os.getpid(), threads=0, idle=0)
         q = _rq
         q.put((fn, args, ch))
@@ -210,7 +215,7 @@ def _offthread(fn, *args, deadline=None):
             _rstate["threads"] += 1
             _rstate["idle"] += 1
     if start:
-        t = _threading.Thread(target=_resolver_loop, args=(q,), name="pygmp-resolver",
+        t = _Thread(target=_resolver_loop, args=(q,), name="pygmp-resolver",
                               daemon=True)
         t._pygmp_runtime = True
         t.start()

@@ -68,7 +68,10 @@ _deliver = _threading.Lock()     # held by the relay around each delivery (stop 
 _subs = {}
 _prev = {}
 _chans = {}
-_q = _queue.SimpleQueue()       # put() is reentrant: safe in a signal handler
+_SimpleQueue = _queue.SimpleQueue   # bound at import: pygmp.monkey may replace these
+_Thread = _threading.Thread
+_Lock0 = _threading.Lock
+_q = _SimpleQueue()       # put() is reentrant: safe in a signal handler
 _relay = None                   # the relay thread, started on first use
 
 # counters (pygmp.metrics): signals that reached the handler / values sent / dropped
@@ -127,7 +130,7 @@ def _start_relay():
     global _relay
     if _relay is not None and _relay.is_alive():
         return
-    t = _threading.Thread(target=_relay_loop, args=(_q,), name="pygmp-signal", daemon=True)
+    t = _Thread(target=_relay_loop, args=(_q,), name="pygmp-signal", daemon=True)
     t._pygmp_runtime = True
     t.start()
     _relay = t
@@ -260,11 +263,11 @@ def stop(ch):
 
 def _after_fork_child():
     global _lock, _deliver, _subs, _chans, _q, _relay
-    _lock = _threading.Lock()
-    _deliver = _threading.Lock()
+    _lock = _Lock0()
+    _deliver = _Lock0()
     _subs = {}                   # the handlers stay; with no subscriber they forward
     _chans = {}
-    _q = _queue.SimpleQueue()
+    _q = _SimpleQueue()
     _relay = None
 
 

@@ -36,6 +36,7 @@ __all__ = ["start", "stop", "render"]
 _RUN_BEGIN, _RUN_END, _PARK, _READY, _PRE_ASYNC, _PRE_COOP, _STEAL, _SYS_BEGIN, _SYS_END, _GO = range(1, 11)
 
 _lock = threading.Lock()
+_enumerate = threading.enumerate   # OS threads (bound before pygmp.monkey may patch it)
 _state = None          # (path, start ns) while a trace runs
 
 
@@ -79,7 +80,7 @@ def _to_chrome(events, t0, dropped):
     if s is not None:
         for p in list(s.allp):
             pids[id(p)] = p.id
-    tnames = {t.ident: t.name for t in threading.enumerate()}
+    tnames = {t.ident: t.name for t in _enumerate()}
     mtids = {}
 
     def mtid(tid):

@@ -15,6 +15,10 @@ import threading
 
 from .. import _hot
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Lock = threading.Lock
+
 # G statuses, Go's names (runtime2.go).
 _Gidle = 0
 _Grunnable = 1
@@ -43,7 +47,7 @@ def new_thread_g(goid, m):
     g.status = _Grunning
     g.locked = True
     g.m = m
-    sema = threading.Lock()
+    sema = _Lock()
     sema.acquire()            # held = no wake token; goready releases it
     g.sema = sema
     return g

@@ -15,6 +15,10 @@ from . import proc
 from .g import G, _Grunnable, _Grunning
 from .p import _Pdead
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Lock = threading.Lock
+
 _monotonic = time.monotonic
 
 
@@ -147,7 +151,7 @@ def _gosched_thread(g):
     if target is None:
         _gosched_yield_gil(s, g)
         return
-    sel = threading.Lock()
+    sel = _Lock()
     marker = G(goid, _gosched_marker, (g, sel), {}, contextvars.Context(), None)
     marker.home = target                 # unstealable, runs on target
     g.status = _Grunnable

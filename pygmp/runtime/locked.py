@@ -13,6 +13,11 @@ from . import panic as _panic
 from . import proc
 from .g import new_thread_g, _Gdead
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Event = threading.Event
+_Thread = threading.Thread
+
 
 def go_locked(fn, args, kwargs):
     s = proc._sched or proc.start()
@@ -32,7 +37,7 @@ def go_locked(fn, args, kwargs):
         s.ngdelta += 1
     ctx = contextvars.copy_context()
     creator = (cur.goid if cur is not None else 0, f.f_code, f.f_lasti)
-    started = threading.Event()
+    started = _Event()
 
     def run():
         m = proc.M("locked")
@@ -60,6 +65,6 @@ def go_locked(fn, args, kwargs):
                 s.ngdelta -= 1
                 s.nthreads -= 1
 
-    t = threading.Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
+    t = _Thread(target=run, name="pygmp-locked-%d" % goid, daemon=True)
     t.start()
     started.wait()

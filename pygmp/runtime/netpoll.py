@@ -71,6 +71,10 @@ import threading
 
 from pygmp.runtime._netpoll import ffi, lib
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Lock = threading.Lock
+
 __all__ = ["Poller", "BACKEND", "READ", "WRITE", "ERR", "HUP", "MAX_EVENTS"]
 
 #: "epoll" or "kqueue": which C backend this build compiled.
@@ -124,8 +128,8 @@ class Poller:
         self._p = p
         self._max = max_events
         self._evs = ffi.new("np_event[]", max_events)
-        self._wait_lock = threading.Lock()  # held for the whole of a wait()
-        self._lock = threading.Lock()       # add/delete/wake vs close()
+        self._wait_lock = _Lock()  # held for the whole of a wait()
+        self._lock = _Lock()       # add/delete/wake vs close()
         self.pid = os.getpid()
 
     @property

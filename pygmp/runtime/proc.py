@@ -105,7 +105,11 @@ class Sched(_hot.SchedBase):
 
 _sched = None
 _startlock = threading.Lock()
-_tls = threading.local()
+_Local = threading.local
+_Thread = threading.Thread
+_Lock = threading.Lock
+_enumerate = threading.enumerate   # OS threads only (not pygmp.monkey's goroutine Threads)
+_tls = _Local()
 _old = []                  # runtimes orphaned by fork: kept alive, never run again
 _start_hooks = []          # f(sched) run by start() for each new runtime (process.py: fork/exit hooks; sysmon.py: sysmon)
 
@@ -352,7 +356,7 @@ def _startworker(s, p):
                      % s.maxthreads)
     s.nthreads += 1
     s.nworkers += 1
-    t = threading.Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
+    t = _Thread(target=_worker, args=(p,), name="pygmp-P%d" % p.id, daemon=True)
     p.thread = t
     t.start()
     s.runtime_idents.add(t.ident)
@@ -411,7 +415,7 @@ def _plain_threads_running(s):
     mg = s.maing
     if not s.maingoexit and mg.status != _Gwaiting:
         return True
-    for t in threading.enumerate():
+    for t in _enumerate():
         ident = t.ident
         if ident in s.runtime_idents or not t.is_alive():
             continue
@@ -463,7 +467,7 @@ def _after_fork_child():
     if _sched is not None:
         _old.append(_sched)
     _sched = None
-    _tls = threading.local()
+    _tls = _Local()
     _hot.set_current_p(None)
     _hot.set_globrunq(None)
     _hot.set_sched(None)
@@ -474,7 +478,7 @@ def _freeze():
     s = _sched
     with s.lock:
         s.nfrozen += 1
-    _forever = threading.Lock()
+    _forever = _Lock()
     _forever.acquire()
     while True:
         _forever.acquire()       # blocks in C with the GIL released; never returns

@@ -72,6 +72,8 @@ _perf = time.perf_counter
 _monotonic = time.monotonic
 _copy_context = contextvars.copy_context
 _Lock = threading.Lock
+_Thread = threading.Thread   # (pygmp.monkey may replace the module's attributes)
+_get_ident = threading.get_ident
 
 KEEPALIVE = 10.0          # seconds an idle syscall M waits for work before sysmon retires it
 FAST_THRESHOLD = 20e-6    # a call that finishes under this is "short" (Go's 20 µs)
@@ -291,7 +293,7 @@ def _submit(s, job):
     m = _SysM()
     m.job = job
     m.sema.release()
-    t = threading.Thread(target=_mloop, args=(pool, m), name="pygmp-syscall", daemon=True)
+    t = _Thread(target=_mloop, args=(pool, m), name="pygmp-syscall", daemon=True)
     t._pygmp_runtime = True
     m.thread = t
     try:
@@ -308,7 +310,7 @@ def _submit(s, job):
 
 def _mloop(pool, m):
     s = pool.s
-    ident = threading.get_ident()
+    ident = _get_ident()
     with s.lock:
         s.runtime_idents.add(ident)
     try:

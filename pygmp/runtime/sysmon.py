@@ -22,6 +22,11 @@ import time
 from .. import _hot
 from . import proc
 
+# The real classes, bound at import: pygmp.monkey may replace the module's
+# attributes later, and the runtime's own threads and locks must stay real.
+_Thread = threading.Thread
+_active_count = threading.active_count
+
 _start_mono = time.monotonic()
 
 
@@ -58,7 +63,7 @@ def start(s):
     from . import syscall
     syscall.KEEPALIVE = st.PYGMP_SYSCALL_KEEPALIVE_MS / 1000.0
     s.asyncpreempt = configure(s)
-    t = threading.Thread(target=_run, args=(s,), name="pygmp-sysmon", daemon=True)
+    t = _Thread(target=_run, args=(s,), name="pygmp-sysmon", daemon=True)
     t._pygmp_runtime = True
     t.start()
     with s.lock:
@@ -134,7 +139,7 @@ def _os_threads():
             import psutil
             return psutil.Process().num_threads()
         except Exception:          # noqa: BLE001
-            return threading.active_count()
+            return _active_count()
 
 
 def schedtrace(s, detail=False):

@@ -1,0 +1,2 @@
+"""pygmp.monkey: the standard library made goroutine-aware (docs/api.md)."""
+__all__ = []
