@@ -35,7 +35,6 @@ _REPLACED = {
     "socket": [("socket", "socket")],
     "dns": [("socket", n) for n in ("getaddrinfo", "gethostbyname", "gethostbyname_ex",
                                    "gethostbyaddr", "getnameinfo")],
-    "ssl": [("ssl", "SSLSocket")],
     "select": [("select", "select"), ("select", "poll"), ("select", "epoll")],
     "selectors": [("selectors", "DefaultSelector")],
     "time": [("time", "sleep")],

@@ -264,13 +264,19 @@ class socket(_Orig):
         return r
 
 
+def _getaddrinfo(*args):
+    if _dns_slots is None:                      # dns not patched: a handoff still
+        from .. import syscall as _syscall
+        return _syscall.call(get_original("socket", "getaddrinfo"), *args)
+    return _socketmod.getaddrinfo(*args)
+
+
 def _resolve_for(sock, address):
     """A host name in a connect address, resolved off the worker thread
     (the C socket would call getaddrinfo on it)."""
-    from .. import syscall as _syscall
     fam = _ss.family.__get__(sock)
-    infos = _syscall.call(get_original("socket", "getaddrinfo"), address[0], address[1],
-                          fam, _ss.type.__get__(sock), _ss.proto.__get__(sock))
+    infos = _getaddrinfo(address[0], address[1], fam, _ss.type.__get__(sock),
+                         _ss.proto.__get__(sock))
     sa = infos[0][4]
     if fam == _socket.AF_INET6 and len(address) > 2:
         sa = (sa[0], sa[1]) + tuple(address[2:])
@@ -301,6 +307,12 @@ def _is_literal(host):
     return False
 
 
+# Lookups in flight through the handoff at once (each holds a pool thread
+# while it waits for the resolver); more goroutines queue on this channel.
+DNS_CONCURRENCY = 8
+_dns_slots = None
+
+
 def _resolver(orig, numeric_shortcut):
     from .. import syscall as _syscall
 
@@ -309,7 +321,12 @@ def _resolver(orig, numeric_shortcut):
             return orig(*args, **kwargs)
         if numeric_shortcut and args and _is_literal(args[0]):
             return orig(*args, **kwargs)        # numeric: no lookup, nothing blocks
-        return _syscall.call(orig, *args, **kwargs)
+        slots = _dns_slots
+        slots.send(None)
+        try:
+            return _syscall.call(orig, *args, **kwargs)
+        finally:
+            slots.recv()
     resolve.__name__ = orig.__name__
     resolve.__qualname__ = orig.__name__
     resolve.__doc__ = orig.__doc__
@@ -322,6 +339,9 @@ DNS_NAMES = ("getaddrinfo", "gethostbyname", "gethostbyname_ex", "gethostbyaddr"
 
 
 def patch_dns():
+    global _dns_slots
+    from .. import chan
+    _dns_slots = chan(DNS_CONCURRENCY)
     for name in DNS_NAMES:
         orig = get_original("socket", name)
         patch_item(_socketmod, name, _resolver(orig, name in _FORWARD))

@@ -8,7 +8,10 @@ non-blocking fd: the TLS calls (handshake, read, write, shutdown) raise
 on the netpoller for that direction with the socket's timeout as the deadline,
 then retries; with timeout 0 the want-errors reach the caller, as for a
 non-blocking ``ssl`` socket.  ``SSLContext.sslsocket_class`` is pointed at it,
-so ``wrap_socket`` on any socket (even one made before patching) gives one.
+so ``wrap_socket`` on any socket (even one made before patching) gives one;
+the name ``ssl.SSLSocket`` stays the original class (ssl.py's own
+``super(SSLSocket, self)`` needs it), which ours derives from, so
+``isinstance(s, ssl.SSLSocket)`` holds.
 """
 
 import ssl as _sslmod
@@ -69,6 +72,7 @@ class SSLSocket(_OrigSSLSocket, _PSocket):
 
 
 def patch_ssl():
-    patch_item(_sslmod, "SSLSocket", SSLSocket)
+    # Only the context's class: ssl.py's own code says super(SSLSocket, self)
+    # with its module global, which must stay the original class.
     patch_item(_sslmod.SSLContext, "sslsocket_class", SSLSocket, name="ssl.SSLContext")
     mark_patched("ssl")
