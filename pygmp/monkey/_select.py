@@ -73,7 +73,13 @@ def select(rlist, wlist, xlist, timeout=None):
     """select.select: in a goroutine parks instead of blocking its thread."""
     if not _in_goroutine() or timeout == 0:
         return _orig_select(rlist, wlist, xlist, timeout)
-    rlist, wlist, xlist = list(rlist), list(wlist), list(xlist)
+    # the C call takes any iterable: a one-shot one is read once, here
+    if type(rlist) not in (list, tuple):
+        rlist = list(rlist)
+    if type(wlist) not in (list, tuple):
+        wlist = list(wlist)
+    if type(xlist) not in (list, tuple):
+        xlist = list(xlist)
     t = _seconds(timeout, "timeout", False)
     r = _orig_select(rlist, wlist, xlist, 0)
     if r[0] or r[1] or r[2]:
@@ -91,14 +97,17 @@ def select(rlist, wlist, xlist, timeout=None):
     return [], [], []
 
 
-class poll:
-    """select.poll() objects: ``poll(timeout_ms)`` parks a goroutine."""
+_INT_MAX = 2**31 - 1
+
+
+class PollObject:
+    """What the patched ``select.poll()`` returns: ``poll(timeout_ms)`` parks
+    a goroutine.  Like the C type, it cannot be instantiated directly."""
 
     __slots__ = ("_p", "_regs")
 
-    def __init__(self):
-        self._p = _orig_poll()
-        self._regs = {}
+    def __new__(cls, *args, **kwargs):
+        raise TypeError("cannot create '%s.%s' instances" % (cls.__module__, cls.__name__))
 
     def register(self, fd, eventmask=_selectmod.POLLIN | _selectmod.POLLPRI | _selectmod.POLLOUT):
         self._p.register(fd, eventmask)
@@ -116,6 +125,8 @@ class poll:
         if not _in_goroutine() or timeout == 0:
             return self._p.poll(timeout)
         ms = _seconds(timeout, "timeout", True)
+        if ms is not None and ms > _INT_MAX:
+            raise OverflowError("Timeout value is too large")
         r = self._p.poll(0)
         if r:
             return r
@@ -126,6 +137,14 @@ class poll:
             if r:
                 return r
         return []
+
+
+def poll():
+    """select.poll(): a polling object whose ``poll()`` parks a goroutine."""
+    self = object.__new__(PollObject)
+    self._p = _orig_poll()
+    self._regs = {}
+    return self
 
 
 if _orig_epoll is not None:
@@ -222,7 +241,7 @@ _selector_classes = {"SelectSelector": SelectSelector}
 
 if hasattr(_selectorsmod, "PollSelector"):
     class PollSelector(get_original("selectors", "PollSelector")):
-        _selector_cls = poll
+        _selector_cls = staticmethod(poll)
     _selector_classes["PollSelector"] = PollSelector
 
 if epoll is not None and hasattr(_selectorsmod, "EpollSelector"):

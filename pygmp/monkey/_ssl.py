@@ -34,13 +34,11 @@ def _retry(sock, fn, args, block=False):
     while True:
         try:
             return fn(*args)
-        except _WantRead:
-            mode = _READ
-        except _WantWrite:
-            mode = _WRITE
-        timeout = sock._pg_timeout
-        if timeout == 0.0 and not block:
-            raise
+        except (_WantRead, _WantWrite) as e:
+            mode = _READ if isinstance(e, _WantRead) else _WRITE
+            timeout = sock._pg_timeout
+            if timeout == 0.0 and not block:
+                raise
         if first:
             first = False
             if timeout is not None and timeout != 0.0:
