@@ -203,3 +203,75 @@ def test_main_usage():
     r = subprocess.run([sys.executable, "-m", "pygmp.monkey"], capture_output=True,
                        text=True, timeout=60, env=_env(), cwd=tempfile.gettempdir())
     assert r.returncode == 2 and "usage" in r.stderr
+
+
+def test_plain_thread_and_main_thread_calls_are_unpatched():
+    r, out = run_patched('''
+        from pygmp.monkey import _wait
+        res = {}
+        def plain():
+            res["in_goroutine"] = _wait.in_goroutine()
+            a, b = socket.socketpair()
+            a.settimeout(0.1)
+            t = time.monotonic()
+            try:
+                a.recv(1)
+            except socket.timeout:
+                res["timeout"] = time.monotonic() - t
+            a.settimeout(None)
+            threading.Timer(0.1, lambda: b.send(b"z")).start()
+            res["blocking_recv"] = a.recv(1).decode()
+            a.close(); b.close()
+            t = time.monotonic()
+            time.sleep(0.05)
+            res["sleep"] = time.monotonic() - t
+            r, w = os.pipe()
+            threading.Timer(0.05, lambda: os.write(w, b"p")).start()
+            res["select"] = select.select([r], [], [], 5)[0] == [r]
+            res["read"] = os.read(r, 1).decode()
+            os.close(r); os.close(w)
+        t = threading.Thread(target=plain)
+        t.start(); t.join(20)
+        res["main_in_goroutine"] = _wait.in_goroutine()
+        res["g_in_goroutine"] = in_g(_wait.in_goroutine)
+        emit(**res)
+    ''')
+    assert out["in_goroutine"] is False and out["main_in_goroutine"] is False
+    assert out["g_in_goroutine"] is True
+    assert 0.09 <= out["timeout"] < 1.0
+    assert out["blocking_recv"] == "z" and out["select"] and out["read"] == "p"
+    assert out["sleep"] >= 0.05
+
+
+def test_thread_made_before_patching_gets_the_originals():
+    r, out = run_patched('''
+        go_on.set()
+        early.join(20)
+        emit(**res)
+    ''', patch='''
+import threading, socket as _sock, time as _time
+res = {}
+go_on = threading.Event()
+def early_body():
+    go_on.wait(20)
+    from pygmp.monkey import _wait
+    res["in_goroutine"] = _wait.in_goroutine()
+    a, b = _sock.socketpair()
+    res["patched_class"] = type(a).__module__
+    a.settimeout(0.1)
+    t = _time.monotonic()
+    try:
+        a.recv(1)
+    except _sock.timeout:
+        res["timeout"] = _time.monotonic() - t
+    b.send(b"q")
+    a.settimeout(None)
+    res["recv"] = a.recv(1).decode()
+    a.close(); b.close()
+early = threading.Thread(target=early_body)
+early.start()
+pygmp.monkey.patch_all(threading=False, queue=False, subprocess=False)
+''')
+    assert out["in_goroutine"] is False
+    assert out["patched_class"] == "pygmp.monkey._socket"
+    assert 0.09 <= out["timeout"] < 1.0 and out["recv"] == "q"

@@ -76,7 +76,17 @@ def _late_check(name):
             "pygmp.monkey: patching %r after these modules took the object by name: %s; "
             "they keep the unpatched one (patch before other imports, or run "
             "python -m pygmp.monkey)" % (name, ", ".join(sorted(holders))),
-            RuntimeWarning, stacklevel=3)
+            RuntimeWarning, stacklevel=_caller_level())
+
+
+def _caller_level():
+    """warnings.warn's stacklevel of the first frame outside this package."""
+    f = _sys._getframe(2)
+    level = 2
+    while f is not None and f.f_globals.get("__name__", "").startswith("pygmp.monkey"):
+        f = f.f_back
+        level += 1
+    return level
 
 
 def _patch(name, fn):
