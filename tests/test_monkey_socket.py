@@ -522,3 +522,67 @@ def test_ssl_server_and_clients_in_goroutines():
     assert out["mod"] == "pygmp.monkey._ssl"
     assert out["took"] < 10
     assert 0.18 <= out["tmo"] < 1.5
+
+
+def test_many_goroutines_on_one_socket():
+    # One pollDesc slot per direction: the waiters beyond the first wait on
+    # FDs of their own, each with its own timeout, and close wakes them all.
+    r, out = run_patched('''
+        import errno
+        def udp_case():
+            srv = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            srv.bind(("127.0.0.1", 0))
+            srv.settimeout(5)
+            got = chan(10)
+            def rd():
+                got.send(srv.recvfrom(100)[0])
+            for _ in range(10):
+                go(rd)
+            time.sleep(0.1)
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            for i in range(10):
+                c.sendto(b"d%d" % i, srv.getsockname())
+            res = sorted(got.recv().decode() for _ in range(10))
+            c.close(); srv.close()
+            return res
+
+        def timeouts_case():
+            a, b = socket.socketpair()
+            a.settimeout(0.2)
+            out = chan(3)
+            def rd():
+                t = time.monotonic()
+                try:
+                    a.recv(1)
+                    out.send("data")
+                except socket.timeout:
+                    out.send(round(time.monotonic() - t, 2))
+            for _ in range(3):
+                go(rd)
+            res = [out.recv() for _ in range(3)]
+            a.close(); b.close()
+            return res
+
+        def close_case():
+            a, b = socket.socketpair()
+            out = chan(3)
+            def rd():
+                try:
+                    a.recv(1)
+                    out.send("data")
+                except OSError as e:
+                    out.send(e.errno)
+            for _ in range(3):
+                go(rd)
+            time.sleep(0.1)
+            a.close()
+            res = [out.recv() for _ in range(3)]
+            b.close()
+            return res
+
+        emit(udp=in_g(udp_case), tmo=in_g(timeouts_case), closed=in_g(close_case),
+             ebadf=errno.EBADF)
+    ''', gomaxprocs=1)
+    assert out["udp"] == sorted("d%d" % i for i in range(10))
+    assert all(isinstance(t, float) and 0.18 <= t < 1.5 for t in out["tmo"]), out
+    assert out["closed"] == [out["ebadf"]] * 3, out

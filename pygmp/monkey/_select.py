@@ -218,7 +218,8 @@ if _orig_epoll is not None:
                 if left is not None and left <= 0:
                     return []
                 try:
-                    self._waitfd().wait(_wait.READ, left)
+                    if not self._waitfd().wait(_wait.READ, left):
+                        _wait.wait_dup(self._ep.fileno(), left)  # another goroutine polls it too
                 except _wait.RTTimeout:
                     return []
                 except _wait.ErrClosed:

@@ -62,11 +62,12 @@ class socket(_Orig):
     """``socket.socket`` whose blocking calls park a goroutine on the
     netpoller (and block a plain thread as before)."""
 
-    __slots__ = ("_pg_fd", "_pg_timeout")
+    __slots__ = ("_pg_fd", "_pg_timeout", "_pg_extra")
 
     def __init__(self, family=-1, type=-1, proto=-1, fileno=None):
         _Orig.__init__(self, family, type, proto, fileno)
         self._pg_fd = None
+        self._pg_extra = None
         self._pg_timeout = _ss.gettimeout(self)     # the default timeout, or fileno's
         _ss.setblocking(self, False)
 
@@ -105,8 +106,10 @@ class socket(_Orig):
         """Wait (goroutine: park; thread: poll) until ready or ``deadline``."""
         if _in_goroutine():
             fd = self._pg_getfd()
+            t = None if deadline is None else deadline - _monotonic()
             try:
-                fd.wait(mode, None if deadline is None else deadline - _monotonic())
+                if not fd.wait(mode, t):
+                    self._pg_wait_own(mode, t)
             except _ErrClosed:
                 raise _wait.ebadf() from None
             except _RTTimeout:
@@ -117,6 +120,36 @@ class socket(_Orig):
                 raise _wait.ebadf()
             if not _wait.thread_wait(n, mode, deadline):
                 raise _timeout_exc("timed out")
+
+    def _pg_wait_own(self, mode, t):
+        """Another goroutine waits on this socket in that direction (one
+        pollDesc slot each): wait on an FD of our own over another duplicate,
+        with our own deadline; close() closes it too."""
+        with _fdlock:
+            if self._pg_fd is None or _ss.fileno(self) < 0:
+                raise _ErrClosed()
+            own = _FD(self)
+            extra = self._pg_extra
+            if extra is None:
+                extra = self._pg_extra = set()
+            extra.add(own)
+        try:
+            own.wait(mode, t)
+        finally:
+            with _fdlock:
+                extra.discard(own)
+            own.close()
+
+    def _pg_takefds(self):
+        """Under _fdlock: take every FD of this socket out (close/detach)."""
+        fds = []
+        if self._pg_fd is not None:
+            fds.append(self._pg_fd)
+            self._pg_fd = None
+        if self._pg_extra:
+            fds.extend(self._pg_extra)
+            self._pg_extra = None
+        return fds
 
     def _pg_io(self, meth, mode, args):
         try:
@@ -250,16 +283,16 @@ class socket(_Orig):
 
     def _real_close(self, _ss=_ss):
         with _fdlock:
-            fd, self._pg_fd = self._pg_fd, None
+            fds = self._pg_takefds()
             _ss.close(self)
-        if fd is not None:
+        for fd in fds:
             fd.close()
 
     def detach(self):
         with _fdlock:
-            fd, self._pg_fd = self._pg_fd, None
+            fds = self._pg_takefds()
             r = _Orig.detach(self)
-        if fd is not None:
+        for fd in fds:
             fd.close()
         return r
 

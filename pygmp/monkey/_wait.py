@@ -4,8 +4,8 @@
   thread.  Everywhere else (the main thread, a plain thread, a ``go_locked``
   goroutine: threads that may block themselves) the patched calls run the
   original code.
-* ``fd_wait(fd, mode, timeout)``: park the goroutine until ``fd`` (a
-  ``pygmp._hot.FD``, which owns a duplicate of the waited-on fd number) is
+* ``FD.wait(mode, timeout)`` (csrc/netfd.c) on a ``pygmp._hot.FD`` that owns
+  a duplicate of the waited-on fd number parks the goroutine until the fd is
   ready; the caller saw EAGAIN first (the runtime's pollDesc is
   edge-triggered).  ``ErrClosed`` and the runtime's ``TimeoutError`` come
   out as they are; callers translate them.
@@ -55,9 +55,14 @@ def in_goroutine():
     return m is not None and m.p is not None
 
 
-def fd_wait(fd, mode, timeout=None):
-    """Park until ``fd`` is ready for ``mode``; ``timeout`` seconds or None."""
-    fd.wait(mode, timeout)
+def wait_dup(fileno, timeout):
+    """Park until ``fileno`` is readable, on an FD over a duplicate of it
+    made for this wait (``TimeoutError`` after ``timeout`` seconds)."""
+    w = FD(_os.dup(fileno), 0, 0)
+    try:
+        w.wait(READ, timeout)
+    finally:
+        w.close()
 
 
 def remaining(deadline):
