@@ -171,10 +171,26 @@ class socket(_Orig):
     def _accept(self):
         return self._pg_io(_ss._accept, _READ, ())
 
+    # Fast path (a blocking socket in a goroutine whose FD exists, plain
+    # arguments): the C FD's own loop (csrc/netfd.c) tries the call, parks
+    # and retries without coming back to Python.
     def recv(self, *args):
+        fd = self._pg_fd
+        if fd is not None and self._pg_timeout is None and type(args[0]) is int \
+                and _in_goroutine():
+            try:
+                return fd.recv(*args)
+            except _ErrClosed:
+                raise _wait.ebadf() from None
         return self._pg_io(_ss.recv, _READ, args)
 
     def recv_into(self, *args, **kw):
+        fd = self._pg_fd
+        if fd is not None and self._pg_timeout is None and not kw and _in_goroutine():
+            try:
+                return fd.recv_into(*args)
+            except _ErrClosed:
+                raise _wait.ebadf() from None
         if kw:
             return self._pg_io(lambda s, *a: _ss.recv_into(s, *a, **kw), _READ, args)
         return self._pg_io(_ss.recv_into, _READ, args)
@@ -188,6 +204,13 @@ class socket(_Orig):
         return self._pg_io(_ss.recvfrom_into, _READ, args)
 
     def send(self, *args):
+        fd = self._pg_fd
+        if fd is not None and self._pg_timeout is None and type(args[0]) is bytes \
+                and _in_goroutine():
+            try:
+                return fd.send(*args)
+            except _ErrClosed:
+                raise _wait.ebadf() from None
         return self._pg_io(_ss.send, _WRITE, args)
 
     def sendto(self, *args):
@@ -205,6 +228,13 @@ class socket(_Orig):
 
     def sendall(self, data, flags=0):
         timeout = self._pg_timeout
+        fd = self._pg_fd
+        if fd is not None and timeout is None and _in_goroutine():
+            try:
+                fd.sendall(data, flags)
+                return None
+            except _ErrClosed:
+                raise _wait.ebadf() from None
         try:
             n = _ss.send(self, data, flags)     # the stdlib's argument checks
         except BlockingIOError:
