@@ -251,10 +251,16 @@ def test_getaddrinfo_goes_through_the_handoff():
             srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
             c = socket.socket(); c.connect(("localhost", srv.getsockname()[1]))
             c.close(); srv.close()
-            return infos[0][4][0], took, name, numeric[0][4][0]
-        addr, took, name, numeric = in_g(lookup)
+            # so does sendto()
+            u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", 0))
+            v = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            v.sendto(b"dgram", ("localhost", u.getsockname()[1]))
+            got = u.recv(10).decode()
+            u.close(); v.close()
+            return infos[0][4][0], took, name, numeric[0][4][0], got
+        addr, took, name, numeric, got = in_g(lookup)
         emit(addr=addr, took=took, name=name, numeric=numeric, ticks=ticks[0],
-             calls=len(calls))
+             localhost_lookups=calls.count("localhost"), got=got)
     ''', gomaxprocs=1, patch='''
 import socket as _s, time as _t
 calls = []
@@ -271,6 +277,7 @@ assert pygmp.monkey.get_original("socket", "getaddrinfo") is _slow_getaddrinfo
     assert out["addr"] == "127.0.0.1" and out["name"] == "127.0.0.1"
     assert out["numeric"] == "127.0.0.1"
     assert out["took"] >= 0.29 and out["ticks"] >= 10, out
+    assert out["localhost_lookups"] == 3 and out["got"] == "dgram", out   # direct, connect, sendto
 
 
 def test_select_poll_epoll_selectors_park():

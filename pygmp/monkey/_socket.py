@@ -214,6 +214,8 @@ class socket(_Orig):
         return self._pg_io(_ss.send, _WRITE, args)
 
     def sendto(self, *args):
+        if args and _needs_lookup(self, args[-1]):
+            args = args[:-1] + (_resolve_for(self, args[-1]),)
         return self._pg_io(_ss.sendto, _WRITE, args)
 
     if hasattr(_ss, "recvmsg"):
@@ -258,9 +260,7 @@ class socket(_Orig):
 
     def _pg_connect(self, address):
         """Returns once connected, else raises; EINPROGRESS is waited out."""
-        if (type(address) is tuple and len(address) >= 2 and isinstance(address[0], str)
-                and not _is_literal(address[0]) and _in_goroutine()
-                and _ss.family.__get__(self) in (_socket.AF_INET, _socket.AF_INET6)):
+        if _needs_lookup(self, address):
             address = _resolve_for(self, address)
         try:
             _ss.connect(self, address)
@@ -325,6 +325,14 @@ class socket(_Orig):
         for fd in fds:
             fd.close()
         return r
+
+
+def _needs_lookup(sock, address):
+    """An (host, port...) address with a host name the C call would resolve
+    on the worker thread, in a goroutine."""
+    return (type(address) is tuple and len(address) >= 2 and isinstance(address[0], str)
+            and not _is_literal(address[0]) and _in_goroutine()
+            and _ss.family.__get__(sock) in (_socket.AF_INET, _socket.AF_INET6))
 
 
 def _getaddrinfo(*args):
