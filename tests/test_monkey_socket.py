@@ -379,10 +379,22 @@ def test_time_sleep_parks():
                 errs.append("TypeError")
             time.sleep(0)
         in_g(bad)
-        emit(took=took, errs=errs)
+        # sleep(0) yields: at GOMAXPROCS=1 a goroutine spinning on it lets another run
+        flag = []
+        def setter():
+            flag.append(1)
+        def spinner():
+            go(setter)
+            n = 0
+            while not flag:
+                time.sleep(0)
+                n += 1
+            return n
+        emit(took=took, errs=errs, spins=in_g(spinner))
     ''', gomaxprocs=1)
     assert 0.19 <= out["took"] < 0.35, out
     assert out["errs"] == ["ValueError", "ValueError", "TypeError"]
+    assert out["spins"] <= 5, out
 
 
 def test_os_read_write_on_pipes_park():

@@ -86,9 +86,14 @@ def write(fd, data):
 
 
 def sleep(secs):
-    """time.sleep: a goroutine parks on a runtime timer (pygmp.time.sleep)."""
-    if (type(secs) is float or type(secs) is int) and 0 < secs < 1e9 and _in_goroutine():
-        _hot.sleep(secs)
+    """time.sleep: a goroutine parks on a runtime timer (pygmp.time.sleep);
+    ``sleep(0)`` lets the other runnable goroutines run first (gosched)."""
+    if (type(secs) is float or type(secs) is int) and 0 <= secs < 1e9 and _in_goroutine():
+        if secs:
+            _hot.sleep(secs)
+        else:
+            from ..runtime import gosched
+            gosched()
         return None
     return _orig_sleep(secs)
 
