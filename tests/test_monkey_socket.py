@@ -147,7 +147,7 @@ def test_timeouts_and_nonblocking_mode():
     ''', gomaxprocs=1)
     assert 0.18 <= out["took"] < 1.0, out
     assert out["msg"] == "timed out" and out["istimeout"]
-    assert out["ticks"] >= 8, out            # the worker ran the ticker meanwhile
+    assert out["ticks"] >= 5, out            # the worker ran the ticker meanwhile
     nb = out["nb"]
     assert nb == {"blocking": False, "timeout": 0.0, "recv": "BlockingIOError", "data": "x",
                   "after": None, "accept": "BlockingIOError", "connect": "BlockingIOError",
@@ -276,7 +276,7 @@ assert pygmp.monkey.get_original("socket", "getaddrinfo") is _slow_getaddrinfo
 ''')
     assert out["addr"] == "127.0.0.1" and out["name"] == "127.0.0.1"
     assert out["numeric"] == "127.0.0.1"
-    assert out["took"] >= 0.29 and out["ticks"] >= 10, out
+    assert out["took"] >= 0.29 and out["ticks"] >= 5, out
     assert out["localhost_lookups"] == 3 and out["got"] == "dgram", out   # direct, connect, sendto
 
 
@@ -358,13 +358,15 @@ def test_select_poll_epoll_selectors_park():
 
 def test_time_sleep_parks():
     r, out = run_patched('''
-        done = chan(2)
+        done = chan(4)
         def sleeper():
             time.sleep(0.2)
             done.send(1)
         t = time.monotonic()
-        go(sleeper); go(sleeper)
-        done.recv(); done.recv()
+        for _ in range(4):
+            go(sleeper)
+        for _ in range(4):
+            done.recv()
         took = time.monotonic() - t
         errs = []
         def bad():
@@ -392,7 +394,7 @@ def test_time_sleep_parks():
             return n
         emit(took=took, errs=errs, spins=in_g(spinner))
     ''', gomaxprocs=1)
-    assert 0.19 <= out["took"] < 0.35, out
+    assert 0.19 <= out["took"] < 0.6, out        # one after the other: 0.8 s
     assert out["errs"] == ["ValueError", "ValueError", "TypeError"]
     assert out["spins"] <= 5, out
 

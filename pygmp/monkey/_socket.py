@@ -312,9 +312,15 @@ class socket(_Orig):
     # -- close: wakes the goroutines parked on this socket (EBADF)
 
     def _real_close(self, _ss=_ss):
-        with _fdlock:
+        with _fdlock:                   # no new FD once the number is gone
             fds = self._pg_takefds()
-            _ss.close(self)
+            n = _ss.detach(self)        # no syscall under the lock
+        if n >= 0:
+            try:
+                _os.close(n)
+            except OSError as e:        # as socket.close(): a reset is no error
+                if e.errno != _errno.ECONNRESET:
+                    raise
         for fd in fds:
             fd.close()
 
