@@ -21,6 +21,11 @@ SKIPS = {
     "test.test_socket.NonBlockingTCPTests.testSetBlocking": _NONBLOCK,
     "test.test_socket.NonBlockingTCPTests.testSetBlocking_overflow": _NONBLOCK,
     "test.test_socket.NonblockConstantTest.test_SOCK_NONBLOCK": _NONBLOCK,
+    "test.test_socket.ThreadedVSOCKSocketStreamTest.testStream": (
+        "hangs unpatched too where the kernel has AF_VSOCK but no peer (a VM): "
+        "not one of the classes tests/test_monkey_cpython.py runs"),
+    "test.test_socket.InterruptedRecvTimeoutTest.setUp": _SIGNAL,
+    "test.test_socket.InterruptedSendTimeoutTest.setUp": _SIGNAL,
     # test_selectors
     "test.test_selectors.BaseSelectorTestCase.test_select_interrupt_exc": _SIGNAL,
     "test.test_selectors.BaseSelectorTestCase.test_select_interrupt_noraise": _SIGNAL,

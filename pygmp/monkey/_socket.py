@@ -40,6 +40,29 @@ _EINPROGRESS = _errno.EINPROGRESS
 _EWOULDBLOCK = _errno.EWOULDBLOCK
 
 
+_MSG_DONTWAIT = getattr(_socket, "MSG_DONTWAIT", 0)
+
+
+def _dontwait(flags):
+    return isinstance(flags, int) and bool(flags & _MSG_DONTWAIT)
+
+
+def _merge(args, kw, names):
+    """Positional arguments from keyword ones (recv_into(buf, nbytes=..))."""
+    args = list(args)
+    for i, name in enumerate(names):
+        if name in kw:
+            if i < len(args):
+                raise TypeError("argument for %s given by name ('%s') and position (%d)"
+                                % (names[0], name, i + 1))
+            while len(args) < i:
+                args.append(0)
+            args.append(kw.pop(name))
+    if kw:
+        raise TypeError("'%s' is an invalid keyword argument" % next(iter(kw)))
+    return tuple(args)
+
+
 def _timeout_value(value):
     """settimeout's argument as the stdlib parses it: None, or a float >= 0."""
     if value is None:
@@ -74,12 +97,15 @@ class socket(_Orig):
     # -- timeouts: kept here; the C socket stays non-blocking
 
     def settimeout(self, value):
-        self._pg_timeout = _timeout_value(value)
+        value = _timeout_value(value)
+        _ss.setblocking(self, False)    # as the C call: OSError for a bad fd
+        self._pg_timeout = value
 
     def gettimeout(self):
         return self._pg_timeout
 
     def setblocking(self, flag):
+        _ss.setblocking(self, False)
         self._pg_timeout = None if flag else 0.0
 
     def getblocking(self):
@@ -151,12 +177,16 @@ class socket(_Orig):
             self._pg_extra = None
         return fds
 
-    def _pg_io(self, meth, mode, args):
+    def _pg_io(self, meth, mode, args, flagpos=None):
+        """``meth(self, *args)``, waiting out EAGAIN by the socket's timeout;
+        ``args[flagpos]``, if given, holds the call's flags (MSG_DONTWAIT:
+        never wait, as the C call does not)."""
         try:
             return meth(self, *args)
         except BlockingIOError:
             timeout = self._pg_timeout
-            if timeout == 0.0:
+            if timeout == 0.0 or (flagpos is not None and len(args) > flagpos
+                                  and _dontwait(args[flagpos])):
                 raise
         deadline = None if timeout is None else _monotonic() + timeout
         while True:
@@ -172,66 +202,73 @@ class socket(_Orig):
         return self._pg_io(_ss._accept, _READ, ())
 
     # Fast path (a blocking socket in a goroutine whose FD exists, plain
-    # arguments): the C FD's own loop (csrc/netfd.c) tries the call, parks
-    # and retries without coming back to Python.
+    # arguments, no flags): the C FD's own loop (csrc/netfd.c) tries the
+    # call, parks and retries without coming back to Python.
     def recv(self, *args):
         fd = self._pg_fd
-        if fd is not None and self._pg_timeout is None and type(args[0]) is int \
-                and _in_goroutine():
+        if fd is not None and len(args) == 1 and type(args[0]) is int \
+                and self._pg_timeout is None and _in_goroutine():
             try:
-                return fd.recv(*args)
+                return fd.recv(args[0])
             except _ErrClosed:
                 raise _wait.ebadf() from None
-        return self._pg_io(_ss.recv, _READ, args)
+        return self._pg_io(_ss.recv, _READ, args, 1)
 
     def recv_into(self, *args, **kw):
         fd = self._pg_fd
-        if fd is not None and self._pg_timeout is None and not kw and _in_goroutine():
+        if fd is not None and not kw and 1 <= len(args) <= 2 and self._pg_timeout is None \
+                and _in_goroutine():
             try:
                 return fd.recv_into(*args)
             except _ErrClosed:
                 raise _wait.ebadf() from None
         if kw:
-            return self._pg_io(lambda s, *a: _ss.recv_into(s, *a, **kw), _READ, args)
-        return self._pg_io(_ss.recv_into, _READ, args)
+            args = _merge(args, kw, ("buffer", "nbytes", "flags"))
+        return self._pg_io(_ss.recv_into, _READ, args, 2)
 
     def recvfrom(self, *args):
-        return self._pg_io(_ss.recvfrom, _READ, args)
+        return self._pg_io(_ss.recvfrom, _READ, args, 1)
 
     def recvfrom_into(self, *args, **kw):
         if kw:
-            return self._pg_io(lambda s, *a: _ss.recvfrom_into(s, *a, **kw), _READ, args)
-        return self._pg_io(_ss.recvfrom_into, _READ, args)
+            args = _merge(args, kw, ("buffer", "nbytes", "flags"))
+        return self._pg_io(_ss.recvfrom_into, _READ, args, 2)
 
     def send(self, *args):
         fd = self._pg_fd
-        if fd is not None and self._pg_timeout is None and type(args[0]) is bytes \
-                and _in_goroutine():
+        if fd is not None and len(args) == 1 and type(args[0]) is bytes \
+                and self._pg_timeout is None and _in_goroutine():
             try:
-                return fd.send(*args)
+                return fd.send(args[0])
             except _ErrClosed:
                 raise _wait.ebadf() from None
-        return self._pg_io(_ss.send, _WRITE, args)
+        return self._pg_io(_ss.send, _WRITE, args, 1)
 
     def sendto(self, *args):
         if args and _needs_lookup(self, args[-1]):
             args = args[:-1] + (_resolve_for(self, args[-1]),)
-        return self._pg_io(_ss.sendto, _WRITE, args)
+        return self._pg_io(_ss.sendto, _WRITE, args, 1 if len(args) == 3 else None)
 
     if hasattr(_ss, "recvmsg"):
         def recvmsg(self, *args):
-            return self._pg_io(_ss.recvmsg, _READ, args)
+            return self._pg_io(_ss.recvmsg, _READ, args, 2)
 
         def recvmsg_into(self, *args):
-            return self._pg_io(_ss.recvmsg_into, _READ, args)
+            if args and type(args[0]) not in (list, tuple):
+                args = (list(args[0]),) + args[1:]      # an iterator is read once
+            return self._pg_io(_ss.recvmsg_into, _READ, args, 2)
 
         def sendmsg(self, *args):
-            return self._pg_io(_ss.sendmsg, _WRITE, args)
+            if args and type(args[0]) not in (list, tuple):
+                args = (list(args[0]),) + args[1:]
+            if len(args) > 1 and type(args[1]) not in (list, tuple):
+                args = (args[0], list(args[1])) + args[2:]
+            return self._pg_io(_ss.sendmsg, _WRITE, args, 2)
 
     def sendall(self, data, flags=0):
         timeout = self._pg_timeout
         fd = self._pg_fd
-        if fd is not None and timeout is None and _in_goroutine():
+        if fd is not None and flags == 0 and timeout is None and _in_goroutine():
             try:
                 fd.sendall(data, flags)
                 return None
@@ -240,7 +277,7 @@ class socket(_Orig):
         try:
             n = _ss.send(self, data, flags)     # the stdlib's argument checks
         except BlockingIOError:
-            if timeout == 0.0:
+            if timeout == 0.0 or _dontwait(flags):
                 raise
             n = 0
         with memoryview(data) as view, view.cast("B") as bv:
@@ -253,7 +290,7 @@ class socket(_Orig):
                     n += _ss.send(self, bv[n:], flags)
                     continue
                 except BlockingIOError:
-                    if timeout == 0.0:
+                    if timeout == 0.0 or _dontwait(flags):
                         raise
                 self._pg_wait(_WRITE, deadline)
         return None
