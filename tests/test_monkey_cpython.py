@@ -36,7 +36,7 @@ def test_cpython_socket_selectors_time():
     names = ["test.test_socket", "test.test_selectors", "test.test_select", "test.test_epoll",
              "test.test_time.TimeTestCase.test_sleep"]
     res = _run(names, 180)
-    assert int(res["run"]) >= 700, res
+    assert int(res["run"]) >= 600, res
 
 
 @pytest.mark.stress
