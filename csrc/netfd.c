@@ -840,6 +840,67 @@ static PyObject *FD_close(FDObject *fd, PyObject *u) {
     Py_RETURN_NONE;
 }
 
+/* wait(mode, timeout=None) -> True: park until the fd is ready for `mode`
+ * (1 read, 2 write), for code that runs the syscall itself (pygmp.monkey: the
+ * stdlib's socket methods, ssl, an epoll fd standing for select/poll).  The
+ * pollDesc is edge-triggered, so the caller must have seen EAGAIN (or "not
+ * ready") first and must retry after every return.  It takes the direction's
+ * lock like the FD's own operations, but never queues for it: if another
+ * operation holds it (another goroutine waits in that direction) it returns
+ * False at once, and the caller waits some other way (pygmp.monkey: on an FD
+ * of its own over another duplicate).  close() wakes it with ErrClosed.
+ * timeout: None (the FD's own deadline only) or seconds, the direction's
+ * deadline for this wait (TimeoutError when it passes; <= 0: at once),
+ * cleared after. */
+static PyObject *FD_wait(FDObject *fd, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs < 1 || nargs > 2) {
+        PyErr_SetString(PyExc_TypeError, "wait(mode, timeout=None)");
+        return NULL;
+    }
+    long lmode = PyLong_AsLong(args[0]);
+    if (lmode == -1 && PyErr_Occurred()) return NULL;
+    if (lmode != PD_READ && lmode != PD_WRITE) {
+        PyErr_SetString(PyExc_ValueError, "wait: mode must be 1 (read) or 2 (write)");
+        return NULL;
+    }
+    int mode = (int)lmode;
+    int timed = nargs == 2 && args[1] != Py_None;
+    double t = 0;
+    if (timed) {
+        t = PyFloat_AsDouble(args[1]);
+        if (t == -1.0 && PyErr_Occurred()) return NULL;
+    }
+    char *held = mode == PD_READ ? &fd->rlocked : &fd->wlocked;
+    pthread_mutex_lock(&fd->mu);
+    if (fd->closing) {
+        pthread_mutex_unlock(&fd->mu);
+        PyErr_SetNone(ErrClosed);
+        return NULL;
+    }
+    if (*held) {
+        pthread_mutex_unlock(&fd->mu);
+        Py_RETURN_FALSE;
+    }
+    *held = 1;
+    fd->refs++;
+    pthread_mutex_unlock(&fd->mu);
+    int r = 0;
+    if (timed) {
+        double now = mono();
+        r = pd_setdeadline(fd->pd, t > 0 ? now + t : -1, mode);
+    }
+    if (r == 0) r = pd_wait(fd->pd, mode, 0);
+    if (timed) {
+        PyObject *et, *ev, *etb;
+        PyErr_Fetch(&et, &ev, &etb);
+        if (pd_setdeadline(fd->pd, 0, mode) < 0) PyErr_Clear();   /* closing */
+        PyErr_Restore(et, ev, etb);
+    }
+    fd_release(fd, mode);
+    if (r < 0) return NULL;
+    Py_RETURN_TRUE;
+}
+
 static PyObject *FD_fileno(FDObject *fd, PyObject *u) { return PyLong_FromLong(fd->sysfd); }
 static PyObject *FD_pdstate(FDObject *fd, PyObject *u) {
     if (fd_incref(fd) < 0) return NULL;
@@ -875,6 +936,7 @@ static PyMethodDef FD_methods[] = {
     {"getpeername", (PyCFunction)FD_getpeername, METH_NOARGS, NULL},
     {"set_deadline", (PyCFunction)(void (*)(void))FD_set_deadline, METH_VARARGS | METH_KEYWORDS,
      "set_deadline(t, read=True, write=True): absolute time.time() value, or None"},
+    {"wait", FAST(FD_wait), "wait(mode, timeout=None) -> True: park until ready for mode (1 read, 2 write), the caller saw EAGAIN; False at once if another waits in that direction"},
     {"close", (PyCFunction)FD_close, METH_NOARGS, "close(): wake blocked ops with ErrClosed, then close the fd"},
     {"fileno", (PyCFunction)FD_fileno, METH_NOARGS, NULL},
     {"_pdstate", (PyCFunction)FD_pdstate, METH_NOARGS, "tests: (rg, wg, token): None, 'ready' or 'wait'"},

@@ -19,9 +19,12 @@ _patched = set()         # module names whose patch_<name>() has run
 _MISSING = object()
 
 
-def patch_item(module, attr, new):
-    """Replace ``module.attr`` with ``new``, remembering the first original."""
-    name = module.__name__
+def patch_item(module, attr, new, name=None):
+    """Replace ``module.attr`` with ``new``, remembering the first original.
+    ``module`` may also be a class (``ssl.SSLContext``); ``name`` is then the
+    registry key (default ``module.__name__``)."""
+    if name is None:
+        name = module.__name__
     with _lock:
         saved = _originals.setdefault(name, {})
         if attr not in saved:
