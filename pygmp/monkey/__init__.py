@@ -39,7 +39,7 @@ _REPLACED = {
     "selectors": [("selectors", "DefaultSelector")],
     "time": [("time", "sleep")],
     "os": [("os", "read"), ("os", "write")],
-    "threading": [("threading", n) for n in ("Thread", "Timer", "Lock", "RLock", "local")],
+    "threading": [("threading", n) for n in ("Thread", "Timer", "RLock", "local")],
     "queue": [("queue", "SimpleQueue")],
     "subprocess": [("subprocess", "Popen")],
 }
