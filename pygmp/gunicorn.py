@@ -3,8 +3,9 @@
     gunicorn -k pygmp.gunicorn.Worker MODULE:APP
     gunicorn -k pygmp.gunicorn.Worker -w 4 --reuse-port --worker-connections 2000 MODULE:APP
 
-Each worker process serves its connections with ``pygmp.wsgi``: a goroutine
-per connection, run by GOMAXPROCS worker threads (set ``GOMAXPROCS`` in the
+Each worker process patches the standard library (``pygmp.monkey.patch_all()``,
+before the application is imported, as ``-k gevent`` does) and serves its
+connections with ``pygmp.wsgi``: a goroutine per connection, run by GOMAXPROCS worker threads (set ``GOMAXPROCS`` in the
 environment to choose; the default is the CPUs the process may use).
 Several workers (``-w N``) are how a server scales past one process: on a GIL
 build one process runs Python on one core at a time, so give each core a
@@ -104,6 +105,16 @@ def _allow_check(cfg):
 
 class Worker(_BaseWorker):
     """``gunicorn -k pygmp.gunicorn.Worker``: connections served by goroutines."""
+
+    def init_process(self):
+        # As gunicorn's gevent worker does: the standard library made
+        # goroutine-aware (pygmp.monkey) in the worker process, before the
+        # application is imported, so its blocking libraries (redis-py,
+        # requests, database drivers on Python sockets, threading locks)
+        # park goroutines instead of holding a worker thread.
+        from pygmp import monkey
+        monkey.patch_all()
+        super().init_process()
 
     def init_signals(self):
         # The master's handlers were inherited: back to the defaults, then the

@@ -37,8 +37,18 @@ def app(environ, start_response):
     q = environ["QUERY_STRING"]
     if path == "/sleep":            # parks the goroutine only
         gtime.sleep(float(q or 1))
-    elif path == "/block":          # holds the worker thread (not handed off)
-        time.sleep(float(q or 1))
+    elif path == "/block":          # holds the worker thread (not handed off):
+        from pygmp.monkey import get_original   # the worker patched time.sleep
+        get_original("time", "sleep")(float(q or 1))
+    elif path == "/patched":
+        from pygmp.monkey import is_module_patched
+        body = json.dumps({"patched": [is_module_patched(m) for m in
+                                       ("socket", "threading", "time")]}).encode()
+        start_response("200 OK", [("Content-Type", "application/json"),
+                                  ("Content-Length", str(len(body)))])
+        return [body]
+    elif path == "/plain_sleep":    # time.sleep: patched by the worker, parks
+        time.sleep(0.5)
     elif path == "/boom":
         raise RuntimeError("gunicorn boom")
     elif path == "/conc":
@@ -417,3 +427,24 @@ def test_tls_certfile_serves_https(start, tmp_path):
     for t in ts:
         t.join(T * 3)
     assert results == [(200, "https")] * 33, results
+
+
+def test_worker_patches_the_standard_library(start):
+    """As -k gevent: blocking-style code in the app parks its goroutine."""
+    g = start("--timeout", "5")
+    g.ready()
+    status, _, body = g.get("/patched")
+    assert status == 200 and json.loads(body)["patched"] == [True, True, True]
+    # 20 requests that each time.sleep(0.5) finish together: they park
+    t0 = time.monotonic()
+    out = []
+
+    def one():
+        out.append(g.get("/plain_sleep"))
+    ts = [threading.Thread(target=one) for _ in range(20)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(T * 3)
+    assert [r[0] for r in out] == [200] * 20
+    assert time.monotonic() - t0 < 5, time.monotonic() - t0
