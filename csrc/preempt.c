@@ -51,6 +51,7 @@ typedef struct pstate {
     uint64_t armseq;             /* the run slice the arm is for */
     int64_t armedat;             /* mono ns */
     int retries;
+    PyObject *resume;            /* refused in unsafe code: the safe caller to wait for */
 #if PREEMPT_SETTRACE
     Py_tracefunc saved_func;     /* the user's tracer, displaced while armed */
     PyObject *saved_obj;
@@ -181,10 +182,14 @@ static int file_unsafe(PyObject *filename) {
  * logging, the import machinery, ...; the prefixes given by preempt_config),
  * or a __del__.  Runtime frames listed as transparent (the goroutine body,
  * frames that call user code while holding nothing) are allowed below the
- * innermost frame, never as the innermost one. */
-static int stack_safe(PyFrameObject *f) {
+ * innermost frame, never as the innermost one.  When unsafe, *resume is set
+ * to a new reference to the caller of the outermost unsafe frame if every
+ * frame above it is safe: once the unsafe code returns there, the stack is
+ * safe again (NULL when there is no such frame). */
+static int stack_safe(PyFrameObject *f, PyObject **resume) {
     Py_XINCREF(f);
-    int safe = 1, innermost = 1;
+    int safe = 1, innermost = 1, lastbad = 0;
+    *resume = NULL;
     while (f) {
         PyCodeObject *co = PyFrame_GetCode(f);
         int bad = 0;
@@ -192,17 +197,25 @@ static int stack_safe(PyFrameObject *f) {
         else if (!innermost && cfg_transparent && PySet_Contains(cfg_transparent, (PyObject *)co) == 1) bad = 0;
         else bad = file_unsafe(co->co_filename);
         Py_DECREF(co);
-        if (bad) { safe = 0; Py_DECREF(f); break; }
+        if (bad) {
+            safe = 0;
+            Py_CLEAR(*resume);              /* an unsafe frame further out: not yet */
+            lastbad = 1;
+        } else if (lastbad) {
+            *resume = Py_NewRef((PyObject *)f);   /* the caller of that unsafe frame */
+            lastbad = 0;
+        }
         PyFrameObject *b = PyFrame_GetBack(f);
         Py_DECREF(f);
         f = b;
         innermost = 0;
     }
     if (PyErr_Occurred()) PyErr_Clear();
+    if (safe) Py_CLEAR(*resume);
     return safe;
 }
 
-enum { D_PREEMPT, D_RETRY, D_STALE };
+enum { D_PREEMPT, D_RETRY, D_STALE, D_UNSAFE };
 
 /* coverage.py's CTracer run with --concurrency=greenlet keeps one stack of
  * frames per greenlet (its concur_id_func is greenlet.getcurrent): a switch
@@ -217,7 +230,11 @@ static int greenlet_aware(PyObject *tracer) {
 }
 
 /* On the worker, in its running greenlet, with the GIL. */
-static int decide(PObject *p, pstate *ps, PyThreadState *ts, PyFrameObject *frame, int is_call, int ok_event) {
+/* D_UNSAFE: refused for an unsafe stack; *resume as stack_safe's (a new
+ * reference or NULL).  Other decisions leave *resume NULL. */
+static int decide(PObject *p, pstate *ps, PyThreadState *ts, PyFrameObject *frame, int is_call, int ok_event,
+                  PyObject **resume) {
+    *resume = NULL;
     if (atomic_load_explicit(&p->runseq, memory_order_relaxed) != ps->armseq) return D_STALE;
     PyObject *g = p->curg;
     if (g == Py_None || G_CAST(g)->status != Grunning) return D_STALE;
@@ -240,8 +257,32 @@ static int decide(PObject *p, pstate *ps, PyThreadState *ts, PyFrameObject *fram
                      (ts->c_profilefunc && ts->c_profilefunc != tramp_prof)))
         return D_RETRY;
     if (tls_nopreempt > 0) return D_RETRY;
-    if (!stack_safe(frame)) return D_RETRY;
+    if (!stack_safe(frame, resume)) return D_UNSAFE;
     return D_PREEMPT;
+}
+
+/* Refused in unsafe code (logging's handler lock, ...): rather than spend the
+ * retries on every event inside it, wait, with one pointer comparison an
+ * event, for an event in the safe caller it returns to (ps->resume), and
+ * decide again there.  A switch away (another slice) ends the wait. */
+static int waiting_resume(PObject *p, pstate *ps, PyFrameObject *frame, int is_call) {
+    if (!ps->resume) return 0;
+    if (atomic_load_explicit(&p->runseq, memory_order_relaxed) == ps->armseq &&
+        ((PyObject *)frame != ps->resume || is_call))
+        return 1;
+    Py_CLEAR(ps->resume);
+    return 0;
+}
+
+/* The verdict after a refusal: D_UNSAFE with a safe caller to wait for keeps
+ * the arm (not a retry); without one it is a retry. */
+static int after_unsafe(pstate *ps, int dec, PyObject *resume) {
+    if (dec != D_UNSAFE) return dec;
+    if (resume) {
+        Py_XSETREF(ps->resume, resume);
+        return D_UNSAFE;
+    }
+    return D_RETRY;
 }
 
 /* Switch away from inside a trace/monitoring callback.  The interpreter keeps
@@ -274,6 +315,7 @@ static void settrace_disarm(pstate *ps, PyThreadState *ts, Py_tracefunc *uf, PyO
     ps->saved_func = NULL;
     ps->saved_obj = NULL;
     ps->armed = 0;
+    Py_CLEAR(ps->resume);
     _PyEval_SetTrace(ts, *uf, *uo);
     if (PyErr_Occurred()) PyErr_Clear();
 }
@@ -307,7 +349,16 @@ static int preempt_trace(PyObject *obj, PyFrameObject *frame, int what, PyObject
         /* not ours to handle (should not happen): leave the user's tracer alone */
         return 0;
     }
-    int dec = decide(p, ps, ts, frame, what == PyTrace_CALL, what == PyTrace_CALL || what == PyTrace_LINE);
+    if (waiting_resume(p, ps, frame, what == PyTrace_CALL))
+        return ps->saved_func ? ps->saved_func(ps->saved_obj, frame, what, arg) : 0;
+    PyObject *resume;
+    int dec = decide(p, ps, ts, frame, what == PyTrace_CALL, what == PyTrace_CALL || what == PyTrace_LINE,
+                     &resume);
+    dec = after_unsafe(ps, dec, resume);
+    if (dec == D_UNSAFE) {
+        atomic_fetch_add_explicit(&n_preempt_refused, 1, memory_order_relaxed);
+        return ps->saved_func ? ps->saved_func(ps->saved_obj, frame, what, arg) : 0;
+    }
     if (dec == D_RETRY && ++ps->retries < RETRIES_MAX) {
         atomic_fetch_add_explicit(&n_preempt_refused, 1, memory_order_relaxed);
         return ps->saved_func ? ps->saved_func(ps->saved_obj, frame, what, arg) : 0;
@@ -335,6 +386,7 @@ static void detach_backend(pstate *ps) {
     ps->armed = 0;
     ps->saved_func = NULL;
     Py_CLEAR(ps->saved_obj);
+    Py_CLEAR(ps->resume);
 }
 
 void preempt_disarm_stale(PObject *p, int64_t now, int64_t after_ns) {
@@ -370,6 +422,7 @@ static int arm_backend(pstate *ps) {
 }
 
 static void mon_disarm(pstate *ps) {
+    Py_CLEAR(ps->resume);
     if (!ps->armed) return;
     ps->armed = 0;
     if (--mon_narmed == 0 && mon_set(0) < 0) PyErr_Clear();
@@ -381,7 +434,14 @@ static PyObject *mon_cb(int is_call) {
     if (!ps || !ps->armed) Py_RETURN_NONE;      /* other threads, or this one not armed */
     PyThreadState *ts = PyThreadState_Get();
     PyFrameObject *f = PyEval_GetFrame();       /* borrowed */
-    int dec = decide(p, ps, ts, f, is_call, 1);
+    if (waiting_resume(p, ps, f, is_call)) Py_RETURN_NONE;
+    PyObject *resume;
+    int dec = decide(p, ps, ts, f, is_call, 1, &resume);
+    dec = after_unsafe(ps, dec, resume);
+    if (dec == D_UNSAFE) {
+        atomic_fetch_add_explicit(&n_preempt_refused, 1, memory_order_relaxed);
+        Py_RETURN_NONE;
+    }
     if (dec == D_RETRY && ++ps->retries < RETRIES_MAX) {
         atomic_fetch_add_explicit(&n_preempt_refused, 1, memory_order_relaxed);
         Py_RETURN_NONE;
