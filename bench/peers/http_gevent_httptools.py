@@ -3,12 +3,9 @@ httptools: a greenlet per connection and the parser the pygmp example uses,
 every request completed by one read answered by one write (as the example
 does), TCP_NODELAY.  The like-for-like gevent peer of the example; pywsgi
 (http_gevent.py) is gevent's stock WSGI server."""
-import socket
-
 import httptools
-from gevent.server import StreamServer
 
-from _common import PAGE, announce, parse_args
+from _common import PAGE, serve_gevent
 
 OK = (b"HTTP/1.1 200 OK\r\ncontent-type: text/html; charset=utf-8\r\n"
       b"content-length: %d\r\nserver: gevent\r\n\r\n" % len(PAGE)) + PAGE
@@ -36,47 +33,25 @@ class Requests:
         self.done.append((self.url, self.parser.should_keep_alive()))
 
 
-def handle(sock, address):
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+def new_session():
+    """One connection's state: ``process(data)`` -> (bytes to write, close?)."""
     reqs = Requests()
-    try:
-        while True:
-            data = sock.recv(65536)
-            if not data:
-                return
-            try:
-                reqs.parser.feed_data(data)
-            except httptools.HttpParserError:
-                sock.sendall(BAD)
-                return
-            if not reqs.done:
-                continue
-            out = []
-            keep = True
-            for url, keep in reqs.done:
-                out.append(OK if url.split(b"?", 1)[0] == b"/" else NOT_FOUND)
-                if not keep:
-                    break
-            reqs.done.clear()
-            sock.sendall(b"".join(out))
+
+    def process(data):
+        try:
+            reqs.parser.feed_data(data)
+        except httptools.HttpParserError:
+            return BAD, True
+        out = []
+        keep = True
+        for url, keep in reqs.done:
+            out.append(OK if url.split(b"?", 1)[0] == b"/" else NOT_FOUND)
             if not keep:
-                return
-    except OSError:
-        pass
-    finally:
-        sock.close()
-
-
-def main():
-    args = parse_args(__doc__)
-    srv = StreamServer((args.host, args.port), handle, backlog=4096)
-    srv.start()
-    announce(srv.address)
-    try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        srv.stop(timeout=0)
+                break
+        reqs.done.clear()
+        return b"".join(out), not keep
+    return process
 
 
 if __name__ == "__main__":
-    main()
+    serve_gevent(__doc__, new_session)
