@@ -271,19 +271,15 @@ def get_ident():
 # ---------------------------------------------------------------------------
 # goroutine registry: the Thread object of each goroutine that asked
 
-_reg_lock = _allocate()      # guards _gthreads, _live, _sweep_at (held briefly)
-_gthreads = {}               # G -> Thread (a started patched Thread or a dummy)
+_reg_lock = _allocate()      # guards _gthreads, _live (held briefly)
+_gthreads = {}               # G -> the started patched Thread it runs
 _live = {}                   # patched Threads started and not yet finished (ordered)
-_sweep_at = 256
-
-
-def _sweep():
-    # called with _reg_lock held: forget dummies of goroutines that ended
-    global _sweep_at
-    dead = [g for g in _gthreads if g.status == _Gdead]
-    for g in dead:
-        del _gthreads[g]
-    _sweep_at = max(256, 2 * len(_gthreads))
+# A goroutine's dummy Thread lives in its own contextvars context (every
+# goroutine runs in a copy of its creator's): it goes when the goroutine ends
+# and its context is released, with no registry to sweep.  The value is
+# (G, Thread): a copy inherited from the creator names the creator's G, and
+# is replaced, in the child's context only, on first use.
+_dummy = contextvars.ContextVar("pygmp.monkey.current_thread")
 
 
 class _ThreadMeta(type):
@@ -415,12 +411,13 @@ def current_thread():
     if g is None or (_forking is not None and _forking == _o_get_ident()):
         return _o_current_thread()
     t = _gthreads.get(g)
-    if t is None:
-        t = _GoroutineThread(g)
-        with _reg_lock:
-            if len(_gthreads) >= _sweep_at:
-                _sweep()
-            t = _gthreads.setdefault(g, t)
+    if t is not None:
+        return t
+    cur = _dummy.get(None)
+    if cur is not None and cur[0] is g:
+        return cur[1]
+    t = _GoroutineThread(g)
+    _dummy.set((g, t))
     return t
 
 
