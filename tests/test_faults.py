@@ -173,11 +173,20 @@ def test_kv_server_long_header_line_does_not_stall_others(server):
     t = threading.Thread(target=pinger, daemon=True)
     t.start()
     try:
+        deadline = time.monotonic() + 20          # the pinger is connected and answered
+        while not lat and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert lat, "the pinger got no answer before the long line"
+        n0 = len(lat)
         _protocol_error(srv, b"*" + b"1" * (8 << 20), b"too big mbulk count string", 20)
+        deadline = time.monotonic() + 20          # and answers after it
+        while len(lat) == n0 and t.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         t.join(10)
-    assert lat and max(lat) < 5.0, "a PING waited %.2f s" % max(lat)
+    assert len(lat) > n0, "no PING answered after the long line"
+    assert max(lat) < 5.0, "a PING waited %.2f s" % max(lat)
     assert_healthy(srv, before)
 
 
