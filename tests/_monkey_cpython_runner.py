@@ -15,7 +15,8 @@ import sys
 import time
 import unittest
 
-from pygmp.monkey._threading import patch_threading, patch_queue
+from pygmp.monkey._threading import patch_threading
+from pygmp.monkey._queue import patch_queue
 from pygmp.monkey._subprocess import patch_subprocess
 
 patch_threading()

@@ -12,7 +12,8 @@ from _helpers import run_script
 
 PRELUDE = """\
 import os, sys, time, gc, threading as _t0
-from pygmp.monkey._threading import patch_threading, patch_queue
+from pygmp.monkey._threading import patch_threading
+from pygmp.monkey._queue import patch_queue
 from pygmp.monkey import _core
 patch_threading()
 patch_queue()
@@ -213,7 +214,7 @@ def test_queues_exact_counts():
         for _ in range(4):
             q.put(None)
         q.join()
-        assert queue.SimpleQueue.__module__ == "pygmp.monkey._threading"
+        assert queue.SimpleQueue.__module__ == "pygmp.monkey._queue"
     """)
 
 

@@ -154,7 +154,7 @@ def patch_threading():
 
 def patch_queue():
     """``queue`` (see ``pygmp.monkey._threading``)."""
-    from ._threading import patch_queue as _p
+    from ._queue import patch_queue as _p
     _patch("queue", _p)
 
 
