@@ -541,6 +541,19 @@ def _getdict(self):
     return object.__getattribute__(self, "__dict__")
 
 
+def _in_own_dict(self, op, *args):
+    """``op(self, *args)`` with the calling thread's (or goroutine's) dict
+    swapped in, under the local's lock; the previous dict is put back after."""
+    impl, d = _local_dict(self)
+    with impl.locallock:
+        prev = _getdict(self)
+        object.__setattr__(self, "__dict__", d)
+        try:
+            return op(self, *args)
+        finally:
+            object.__setattr__(self, "__dict__", prev)
+
+
 class local:
     """``threading.local`` whose values belong to the current goroutine (or,
     outside goroutines, the current thread).  A patched ``Thread``'s values go
@@ -559,40 +572,19 @@ class local:
         return self
 
     def __getattribute__(self, name):
-        impl, d = _local_dict(self)
-        with impl.locallock:
-            prev = _getdict(self)
-            object.__setattr__(self, "__dict__", d)
-            try:
-                return object.__getattribute__(self, name)
-            finally:
-                object.__setattr__(self, "__dict__", prev)
+        return _in_own_dict(self, object.__getattribute__, name)
 
     def __setattr__(self, name, value):
         if name == "__dict__":
             raise AttributeError("%r object attribute '__dict__' is read-only"
                                  % self.__class__.__name__)
-        impl, d = _local_dict(self)
-        with impl.locallock:
-            prev = _getdict(self)
-            object.__setattr__(self, "__dict__", d)
-            try:
-                return object.__setattr__(self, name, value)
-            finally:
-                object.__setattr__(self, "__dict__", prev)
+        return _in_own_dict(self, object.__setattr__, name, value)
 
     def __delattr__(self, name):
         if name == "__dict__":
             raise AttributeError("%r object attribute '__dict__' is read-only"
                                  % self.__class__.__name__)
-        impl, d = _local_dict(self)
-        with impl.locallock:
-            prev = _getdict(self)
-            object.__setattr__(self, "__dict__", d)
-            try:
-                return object.__delattr__(self, name)
-            finally:
-                object.__setattr__(self, "__dict__", prev)
+        return _in_own_dict(self, object.__delattr__, name)
 
 
 # threading.Timer over the patched Thread: threading's own methods
