@@ -34,6 +34,17 @@ def _env(extra=None):
     return env
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (for servers that
+    must be told their port: gunicorn --reuse-port, redis-server)."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
 def write_script(src):
     fd, path = tempfile.mkstemp(prefix="pygmp_child_", suffix=".py")
     with os.fdopen(fd, "w") as f:

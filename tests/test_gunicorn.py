@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from _helpers import _env
+from _helpers import _env, free_port
 
 gunicorn = pytest.importorskip("gunicorn", reason="gunicorn is in the test extra: "
                                                   "pip install '.[test]'")
@@ -66,14 +66,6 @@ def app(environ, start_response):
                               ("Content-Length", str(len(body)))])
     return [body]
 '''
-
-
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def _gunicorn_flags():
@@ -375,7 +367,7 @@ def test_graceful_timeout_cuts_long_requests(start):
 
 
 def test_several_workers_reuse_port(start):
-    g = start("-w", "2", "--reuse-port", port=_free_port())
+    g = start("-w", "2", "--reuse-port", port=free_port())
     g.wait_log(r"Booting worker with pid", count=2, timeout=20)
     assert g.ready()["multiprocess"] is True
     pids = set()

@@ -2,7 +2,6 @@
 used from 200 goroutines at once, with the process's OS thread count sampled
 throughout (it stays at GOMAXPROCS plus a few: no goroutine holds a thread
 while it waits on the network)."""
-import os
 import shutil
 import socket
 import subprocess
@@ -11,7 +10,7 @@ import time
 
 import pytest
 
-from _helpers import _env
+from _helpers import _env, free_port
 from _monkey_helpers import run_patched
 
 pytestmark = pytest.mark.timeout(180)
@@ -53,20 +52,12 @@ def http_server():
         p.wait(10)
 
 
-def _free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 @pytest.fixture
 def redis_server():
     exe = shutil.which("redis-server")
     if exe is None:
         pytest.skip("redis-server binary not found (install Debian's redis-server)")
-    port = _free_port()
+    port = free_port()
     p = subprocess.Popen([exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                           "--appendonly", "no", "--maxclients", "2000"],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
